@@ -1,0 +1,36 @@
+# Thin wrappers over the nblib command. Every target sets itself up: a .venv with the
+# pinned dependencies, and the offline data sets.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup data book test lab bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+data: $(STAMP)
+	bash ci/get-data.sh
+	$(BIN)/nblib data
+
+setup: $(STAMP) data
+
+book: setup
+	$(BIN)/nblib run --profile quick
+	$(BIN)/nblib book
+
+test: setup
+	$(BIN)/python -m pytest
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	$(BIN)/python benchmarks/bench_fit.py
+
+clean:
+	$(BIN)/nblib clean

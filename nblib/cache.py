@@ -1,0 +1,97 @@
+"""Train-or-load: a trained model is stored under a hash of everything that made it.
+
+The key covers the name, the hyper-parameters, the architecture (its repr), the data's
+fingerprint, the profile and seed, and `CODE_VERSION` (bump it when training changes
+meaning). Files are written to a temporary name and renamed, so an interrupted run never
+leaves a half-written model; they are read with ``weights_only=True``; an unreadable file
+is reported and the model retrained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import config
+from .data import TensorSet
+from .train import History, fit
+
+CODE_VERSION = 1
+
+
+def key(name: str, **parts) -> str:
+    """A readable, content-addressed file stem: ``name-<sha1 of parts>``."""
+    blob = json.dumps({"code": CODE_VERSION, **parts}, sort_keys=True, default=str)
+    return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
+
+
+def path_for(stem: str) -> Path:
+    folder = config.cache_dir() / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{stem}.pt"
+
+
+def save(path: Path, payload: dict) -> None:
+    """Write atomically: a temp file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load(path: Path) -> dict | None:
+    """The stored payload, or None (with a warning) when the file is missing or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        warnings.warn(f"cached model {path} is unreadable ({type(error).__name__}: {error}); retraining",
+                      stacklevel=3)
+        return None
+
+
+def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], dict], **parts) -> dict:
+    """Load `model`'s weights and the stored extras if cached, else run ``train_fn(model)``
+    (which returns a dict of plain extras, e.g. a history) and store both.
+
+    Training is seeded from the key, and the random state afterwards is the same whether
+    the model was trained or loaded, so a warm re-run builds the same later models.
+    """
+    stem = key(name, model=repr(model), **parts)
+    path = path_for(stem)
+    seed = int(stem.rsplit("-", 1)[1], 16) % 2**31
+    cached = load(path)
+    if cached is not None:
+        model.load_state_dict(cached["state"])
+        model.to(config.pick_device()).eval()
+        extras = cached["extras"]
+    else:
+        config.seed_everything(seed)
+        extras = train_fn(model)
+        save(path, {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extras": extras})
+    config.seed_everything(seed + 1)
+    return extras
+
+
+def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | None = None,
+               **fit_kwargs) -> History:
+    """`nblib.train.fit`, through the cache: the second call with the same model, data and
+    settings loads the weights and history instead of training."""
+    run = config.current()
+    extras = train_or_load(
+        name, model, lambda m: fit(m, train, test, desc=name, **fit_kwargs).to_dict(),
+        train=train.id, test=test.id if test is not None else None, fit=fit_kwargs,
+        profile=run.profile, seed=run.seed)
+    return History.from_dict(extras)

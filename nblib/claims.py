@@ -1,0 +1,66 @@
+"""Claims: a chapter's findings, recorded and checked.
+
+``claim("random-labels/train-acc", acc, ">=", 0.95, ref="Zhang et al. 2017: 100%")``
+appends the finding to ``results/<chapter>.json``. At the ``quick`` and ``full``
+profiles a claim that does not hold raises `ClaimFailed` after it has been recorded, so
+the run fails and the record says why; at ``smoke`` it is only recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import os
+import tempfile
+from pathlib import Path
+
+from . import config
+
+OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+class ClaimFailed(AssertionError):
+    pass
+
+
+def results_file(chapter: str) -> Path:
+    return config.results_dir() / f"{chapter}.json"
+
+
+def read_file(path: Path) -> list[dict]:
+    """The claims recorded in a results file (empty if there is none)."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def reset_file(path: Path) -> None:
+    """Forget the claims in a results file (the runner does this before a chapter runs)."""
+    path.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "") -> bool:
+    """Record that ``value op target`` (e.g. ``0.93 >= 0.9``) and check it.
+
+    `ref` gives the paper's own number; `statement` says the finding in words. A claim
+    with the same id replaces the earlier record. Returns whether it held.
+    """
+    if op not in OPERATORS:
+        raise ValueError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+    run = config.current()
+    value, target = float(value), float(target)
+    passed = bool(OPERATORS[op](value, target))
+    record = {"id": id, "statement": statement, "value": value, "op": op, "target": target,
+              "passed": passed, "ref": ref, "profile": run.profile, "device": str(run.device)}
+    records = [r for r in read_file(results_file(run.chapter)) if r["id"] != id] + [record]
+    _write_atomic(results_file(run.chapter), json.dumps(records, indent=1))
+    mark = "PASS" if passed else ("FAIL" if run.asserts_claims else "fail (not asserted at smoke)")
+    print(f"[{mark}] {id}: {value:.4g} {op} {target:.4g}" + (f"   (paper: {ref})" if ref else ""))
+    if not passed and run.asserts_claims:
+        raise ClaimFailed(f"claim {id!r} does not hold: {value:.4g} {op} {target:.4g}")
+    return passed

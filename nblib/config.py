@@ -1,0 +1,122 @@
+"""Profiles, device choice, seeding and the project's directories.
+
+A profile is the one knob that scales every chapter: ``smoke`` (seconds, for pytest),
+``quick`` (the book on a 2-core laptop CPU, claims asserted) and ``full`` (paper scale,
+on a GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "quick", "full")
+ASSERTING_PROFILES = ("quick", "full")
+
+
+def check_profile(profile: str) -> str:
+    """Return `profile` if it is known, else raise a ValueError listing the valid ones."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    return profile
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """CUDA > MPS > CPU; ``preferred`` or ``$NBLIB_DEVICE`` overrides."""
+    name = preferred or os.environ.get("NBLIB_DEVICE")
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def project_root() -> Path:
+    """The book's root: ``$NBLIB_ROOT``, else the folder holding ``_toc.yml`` above this
+    package or the working directory, else the working directory."""
+    if os.environ.get("NBLIB_ROOT"):
+        return Path(os.environ["NBLIB_ROOT"]).resolve()
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "_toc.yml").exists():
+                return folder
+    return Path.cwd().resolve()
+
+
+def cache_dir() -> Path:
+    """Trained models and prepared data tensors: ``$NBLIB_CACHE`` or ``~/.cache/nblib``."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nblib"
+    path = Path(os.environ.get("NBLIB_CACHE", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dir() -> Path | None:
+    """A folder of raw data sets the user provides (``$NBLIB_DATA``), or None."""
+    path = os.environ.get("NBLIB_DATA")
+    return Path(path) if path else None
+
+
+def results_dir() -> Path:
+    """Where chapters record their claims: ``$NBLIB_RESULTS`` or ``<root>/results``."""
+    path = Path(os.environ.get("NBLIB_RESULTS", project_root() / "results"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class Setup:
+    chapter: str
+    profile: str
+    seed: int
+    device: torch.device
+
+    @property
+    def asserts_claims(self) -> bool:
+        return self.profile in ASSERTING_PROFILES
+
+
+_current: Setup | None = None
+
+
+def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | None = None) -> Setup:
+    """Start a chapter: check the profile, pick the device, seed everything, print one line.
+
+    The returned object is also remembered, so that `nblib.claims.claim` knows which
+    chapter and profile it is recording for.
+    """
+    global _current
+    check_profile(profile)
+    _current = Setup(chapter, profile, seed, pick_device(device))
+    seed_everything(seed)
+    threads = torch.get_num_threads()
+    print(f"{chapter}: profile={profile} seed={seed} device={_current.device} "
+          f"torch={torch.__version__} threads={threads}")
+    return _current
+
+
+def current() -> Setup:
+    """The Setup of the running chapter (`setup` must have been called)."""
+    if _current is None:
+        raise RuntimeError("call nblib.setup(chapter, profile, seed) at the top of the notebook first")
+    return _current
+
+
+def interactive() -> bool:
+    """True in a live kernel (JupyterLab); False under ``nblib run``, which sets
+    ``$NBLIB_BATCH=1`` so that chapters show static figures instead of widgets."""
+    return os.environ.get("NBLIB_BATCH") != "1"

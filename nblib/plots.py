@@ -1,0 +1,67 @@
+"""Figures the chapters share: training curves, image grids, fitted functions, sweeps."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+
+from .train import History
+
+sns.set_theme(context="notebook", style="whitegrid")
+
+
+def curves(histories: dict[str, History], metrics=("train_loss", "test_acc"), logy=("train_loss",),
+           axes=None):
+    """One panel per metric, one line per named History, against epoch."""
+    if axes is None:
+        _, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+        axes = axes[0]
+    for ax, metric in zip(axes, metrics):
+        for label, h in histories.items():
+            values = getattr(h, metric)
+            ax.plot(np.arange(1, len(values) + 1), values, label=label)
+        ax.set(xlabel="epoch", ylabel=metric.replace("_", " "), yscale="log" if metric in logy else "linear")
+    axes[0].legend()
+    plt.tight_layout()
+    return axes
+
+
+def image_grid(x: torch.Tensor, titles: list[str] | None = None, ncols: int = 8, size: float = 1.4,
+               cmap: str = "gray"):
+    """Show images (N×C×H×W in [0, 1]) in a grid, with optional titles."""
+    n = len(x)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = x[i].detach().cpu()
+        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap=cmap, vmin=0, vmax=1)
+        if titles:
+            ax.set_title(titles[i], fontsize=8)
+    plt.tight_layout()
+    return fig
+
+
+def function_fits(x: torch.Tensor, target: torch.Tensor, fits: dict[str, torch.Tensor], ax=None, title=""):
+    """The target function and each model's fit of it, on the same axes."""
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    ax.plot(x.flatten().cpu(), target.flatten().cpu(), color="black", lw=3, alpha=0.35, label="target")
+    for label, y in fits.items():
+        ax.plot(x.flatten().cpu(), y.flatten().cpu(), lw=1.4, label=label)
+    ax.set(xlabel="x", ylabel="y", title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def sweep(x, series: dict[str, list[float]], xlabel: str, ylabel: str, ax=None, logx=True, logy=False):
+    """Lines of several measured series against one swept quantity (e.g. parameter count)."""
+    ax = ax or plt.subplots(figsize=(5, 3.6))[1]
+    for label, ys in series.items():
+        ax.plot(x, ys, marker="o", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear", yscale="log" if logy else "linear")
+    ax.legend()
+    return ax

@@ -1,0 +1,179 @@
+"""Execute chapter notebooks with papermill, and build the book from the executed copies.
+
+Each chapter runs in its own papermill process under a wall-clock limit. Output goes to a
+hidden temporary file that is renamed into ``book/chapters/`` only when the chapter
+succeeded; a failed chapter is kept as ``<chapter>.failed.ipynb`` (error visible) and
+blocks ``nblib book`` until it passes, so a broken chapter is never published silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import claims, config
+
+
+@dataclass
+class Result:
+    chapter: str
+    ok: bool
+    seconds: float
+    passed: int = 0
+    failed: int = 0
+    error: str = ""
+
+
+def notebooks(root: Path) -> list[Path]:
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve(root: Path, names: list[str]) -> list[Path]:
+    """Chapter notebooks for names like ``01`` or ``01_function_fitting`` (all if none)."""
+    every = notebooks(root)
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        stem = Path(name).stem
+        match = [nb for nb in every if nb.stem == stem or nb.stem.split("_", 1)[0] == stem]
+        if not match:
+            valid = ", ".join(nb.stem for nb in every) or "(none found in notebooks/)"
+            raise ValueError(f"unknown chapter {name!r}; valid chapters: {valid}")
+        chosen += match
+    return chosen
+
+
+def _first_error(notebook: Path) -> str:
+    """'cell N: Error: message' for the first cell with an error output (or still running)."""
+    try:
+        nb = json.loads(notebook.read_text())
+    except (OSError, ValueError):
+        return "no output notebook was written"
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(code_cells, 1):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return f"code cell {i}: {out['ename']}: {out['evalue']}"
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            return f"code cell {i} was still running"
+    return "papermill failed before any cell ran"
+
+
+def kernel_env(root: Path) -> dict:
+    """The environment of the chapter's kernel: this Python first on PATH (so the
+    ``python3`` kernelspec resolves to it), batch mode, and the book's results folder."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NBLIB_BATCH"] = "1"
+    env["NBLIB_RESULTS"] = str(root / "results")
+    env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    return env
+
+
+def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Result:
+    """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there."""
+    out_dir = root / "book" / "chapters"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
+                          out_dir / f".{notebook.stem}.running.ipynb")
+    claims.reset_file(root / "results" / f"{notebook.stem}.json")
+    command = [sys.executable, "-m", "papermill", str(notebook), str(tmp), "-p", "profile", profile,
+               "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=kernel_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+        error = "" if proc.returncode == 0 else _first_error(tmp)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        log, error = "", f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
+    except BaseException:  # Ctrl-C: stop the kernel, leave nothing half-written
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        tmp.unlink(missing_ok=True)
+        raise
+    seconds = time.perf_counter() - start
+    if not error:
+        os.replace(tmp, final)
+        failed.unlink(missing_ok=True)
+    elif tmp.exists():
+        os.replace(tmp, failed)
+    if error and log and not error.startswith("code cell"):
+        error += "\n" + log[-2000:]
+    records = claims.read_file(root / "results" / f"{notebook.stem}.json")
+    passed = sum(r["passed"] for r in records)
+    return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
+
+
+def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool) -> list[Result]:
+    """Run the chosen chapters in order; stop at the first failure unless `keep_going`."""
+    config.check_profile(profile)
+    results = []
+    for notebook in resolve(root, names):
+        print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
+        result = run_chapter(notebook, root, profile, timeout)
+        results.append(result)
+        status = "ok" if result.ok else f"FAILED: {result.error}"
+        print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
+              flush=True)
+        if not result.ok and not keep_going:
+            break
+    print(summary_table(results))
+    return results
+
+
+def summary_table(results: list[Result]) -> str:
+    lines = [f"{'chapter':32} {'seconds':>8} {'passed':>7} {'failed':>7}  status"]
+    lines += [f"{r.chapter:32} {r.seconds:8.1f} {r.passed:7d} {r.failed:7d}  {'ok' if r.ok else 'FAILED'}"
+              for r in results]
+    return "\n".join(lines)
+
+
+def claims_page(root: Path) -> tuple[str, int, int]:
+    """The generated book/claims.md text, and the numbers of claims and passed claims."""
+    rows, total, passed = [], 0, 0
+    for notebook in notebooks(root):
+        for r in claims.read_file(root / "results" / f"{notebook.stem}.json"):
+            total += 1
+            passed += r["passed"]
+            rows.append(f"| [{notebook.stem}](chapters/{notebook.stem}.ipynb) | `{r['id']}` | {r['statement']} | "
+                        f"{r['value']:.4g} | {r['op']} {r['target']:.4g} | {r['ref']} | "
+                        f"{'✅' if r['passed'] else '❌'} | {r['profile']} | {r['device']} |")
+    text = "\n".join([
+        "# Claims", "",
+        "Every finding of the book, as measured when the chapters were last executed "
+        "(generated by `nblib book`; do not edit).", "",
+        f"**{total} claims, {passed} passed.**", "",
+        "| chapter | claim | statement | measured | target | paper | pass | profile | device |",
+        "|---|---|---|---|---|---|---|---|---|", *rows, ""])
+    return text, total, passed
+
+
+def build_book(root: Path) -> Path:
+    """Write book/claims.md and build the HTML book; refuse if a chapter is missing or failed."""
+    out_dir = root / "book" / "chapters"
+    problems = []
+    for notebook in notebooks(root):
+        if (out_dir / f"{notebook.stem}.failed.ipynb").exists():
+            problems.append(f"{notebook.stem} failed on its last run (see book/chapters/{notebook.stem}.failed.ipynb)")
+        elif not (out_dir / f"{notebook.stem}.ipynb").exists():
+            problems.append(f"{notebook.stem} has not been executed")
+    if problems:
+        raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
+                           + "\nrun `nblib run` (or `make book`) first")
+    text, total, passed = claims_page(root)
+    (root / "book" / "claims.md").write_text(text)
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"], check=True)
+    index = root / "_build" / "html" / "index.html"
+    print(f"book: {index}\n{total} claims, {passed} passed")
+    return index

@@ -1,0 +1,140 @@
+"""Training without a DataLoader: the data set lives on the device as two tensors, each
+epoch is one shuffle, each batch a slice.
+
+``h = fit(model, train, test, epochs=5, lr=0.1)`` returns a `History` of per-epoch train
+and test loss and accuracy. Labels decide the task: integer labels → cross-entropy and
+accuracy, float targets → mean squared error (accuracy is NaN).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import interactive, pick_device
+from .data import TensorSet
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    samples_per_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**d)
+
+
+def progress_bar(total: int, desc: str = "", enabled: bool = True):
+    """tqdm: a widget in JupyterLab, plain text (updated every few seconds) when
+    ``$NBLIB_BATCH=1`` (set by ``nblib run``, so executed notebooks stay small)."""
+    if not interactive():
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, disable=not enabled, mininterval=10, ascii=True)
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, disable=not enabled)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y, reduction="sum") if y.dtype == torch.long else \
+        F.mse_loss(out, y, reduction="sum")
+
+
+def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (out.argmax(1) == y).sum() if y.dtype == torch.long else torch.tensor(math.nan)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The model's outputs for `x`, computed in eval mode in batches (mode restored)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple[float, float]:
+    """(mean loss, accuracy) of `model` on `data`; accuracy is NaN for regression."""
+    out = predict(model, data.x, batch_size)
+    y = data.y.to(out.device)
+    return _loss(out, y).item() / len(y), _correct(out, y).item() / len(y)
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
+
+
+def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
+        lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
+        weight_decay: float = 0.0, cosine: bool = True, device=None, desc: str = "",
+        progress: bool = True) -> History:
+    """Train `model` on `train` with mini-batch SGD or Adam; evaluate on `test` each epoch.
+
+    With `cosine` the learning rate decays to zero over the run (per step). A NaN or
+    infinite training loss stops with a FloatingPointError naming the epoch. The model is
+    left on `device` (default: `pick_device()`), in eval mode.
+    """
+    device = torch.device(device) if device else pick_device()
+    model.to(device)
+    x, y = train.x.to(device), train.y.to(device)
+    n = len(y)
+    steps = math.ceil(n / batch_size)
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps) if cosine else None
+    history = History()
+    start = time.perf_counter()
+    with progress_bar(epochs * steps, desc or type(model).__name__, progress) as bar:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            order = torch.randperm(n, device=device)
+            xs, ys = x[order], y[order]
+            total_loss = torch.zeros((), device=device)
+            total_correct = torch.zeros((), device=device)
+            for i in range(0, n, batch_size):
+                out = model(xs[i:i + batch_size])
+                loss = _loss(out, ys[i:i + batch_size])
+                opt.zero_grad(set_to_none=True)
+                (loss / len(out)).backward()
+                opt.step()
+                if sched:
+                    sched.step()
+                total_loss += loss.detach()
+                total_correct += _correct(out.detach(), ys[i:i + batch_size]).to(device)
+                bar.update()
+            train_loss = total_loss.item() / n
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch} "
+                                         f"(lr={lr}); lower the learning rate")
+            history.train_loss.append(train_loss)
+            history.train_acc.append(total_correct.item() / n)
+            if test is not None:
+                test_loss, test_acc = evaluate(model, test)
+                history.test_loss.append(test_loss)
+                history.test_acc.append(test_acc)
+            postfix = {"loss": f"{train_loss:.4g}"}
+            if test is not None and not math.isnan(history.test_acc[-1]):
+                postfix["test_acc"] = f"{history.test_acc[-1]:.3f}"
+            bar.set_postfix(postfix, refresh=False)
+    history.seconds = time.perf_counter() - start
+    history.samples_per_s = epochs * n / history.seconds
+    model.eval()
+    return history
