@@ -12,9 +12,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -54,14 +54,14 @@ class TensorSet:
         digest.update(self.x.flatten()[:: max(1, self.x.numel() // 100_000)].cpu().numpy().tobytes())
         return f"{self.name}:{len(self)}:{digest.hexdigest()[:12]}"
 
-    def subset(self, n: int, seed: int = 0) -> "TensorSet":
+    def subset(self, n: int, seed: int = 0) -> TensorSet:
         """`n` samples drawn without replacement, the same ones for the same seed."""
         if n >= len(self):
             return self
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}]")
 
-    def to(self, device) -> "TensorSet":
+    def to(self, device) -> TensorSet:
         return TensorSet(self.x.to(device), self.y.to(device), self.classes, self.name)
 
 

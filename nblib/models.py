@@ -7,7 +7,8 @@ target count.
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from collections.abc import Callable
 
 from torch import nn
 
@@ -23,7 +24,7 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
     Inputs are flattened first, so the same MLP takes points (N×d) or images (N×C×H×W).
     """
     layers: list[nn.Module] = [nn.Flatten()]
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(activation())
@@ -38,7 +39,7 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
     linear layer, and the classifier."""
     layers: list[nn.Module] = []
     size = image_size
-    for i, (n_in, n_out) in enumerate(zip([in_channels, *channels[:-1]], channels)):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise([in_channels, *channels])):
         layers += [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out), nn.ReLU()]
         if (i < 2 or i % 2 == 1) and size >= 4:
             layers.append(nn.MaxPool2d(2))

@@ -18,7 +18,7 @@ def curves(histories: dict[str, History], metrics=("train_loss", "test_acc"), lo
     if axes is None:
         _, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
         axes = axes[0]
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         for label, h in histories.items():
             values = getattr(h, metric)
             ax.plot(np.arange(1, len(values) + 1), values, label=label)

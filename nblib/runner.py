@@ -56,13 +56,15 @@ def _first_error(notebook: Path) -> str:
         nb = json.loads(notebook.read_text())
     except (OSError, ValueError):
         return "no output notebook was written"
-    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"
+                  and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for i, cell in enumerate(code_cells, 1):
+        first_line = "".join(cell["source"]).strip().split("\n")[0][:60]
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                return f"code cell {i}: {out['ename']}: {out['evalue']}"
+                return f"code cell {i} ({first_line!r}): {out['ename']}: {out['evalue']}"
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            return f"code cell {i} was still running"
+            return f"code cell {i} ({first_line!r}) was still running"
     return "papermill failed before any cell ran"
 
 

@@ -9,7 +9,6 @@ accuracy, float targets → mean squared error (accuracy is NaN).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -34,7 +33,7 @@ class History:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         return cls(**d)
 
 
@@ -96,6 +95,9 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     device = torch.device(device) if device else pick_device()
     model.to(device)
     x, y = train.x.to(device), train.y.to(device)
+    if x.dim() == 4:  # channels-last convolutions and pooling are ~20% faster on CPU
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     n = len(y)
     steps = math.ceil(n / batch_size)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)

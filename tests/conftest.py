@@ -1,0 +1,63 @@
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_dirs(tmp_path_factory):
+    """Tests never touch the user's cache or the book's results: a fresh folder per session."""
+    base = tmp_path_factory.mktemp("nblib")
+    os.environ["NBLIB_CACHE"] = str(base / "cache")
+    os.environ["NBLIB_RESULTS"] = str(base / "results")
+    os.environ.pop("NBLIB_DATA", None)
+    os.environ.pop("NBLIB_DEVICE", None)
+    os.environ["NBLIB_BATCH"] = "1"
+    yield base
+
+
+@pytest.fixture
+def smoke():
+    import nblib
+    return nblib.setup("test_chapter", "smoke", 0, device="cpu")
+
+
+@pytest.fixture
+def quick():
+    import nblib
+    return nblib.setup("test_chapter", "quick", 0, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    import nblib
+    return nblib.load("fashion-mnist")
+
+
+def make_notebook(path: Path, *sources: str) -> Path:
+    """A chapter-shaped notebook: a parameters cell, then the given code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "quick"\nseed = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params] + [nbformat.v4.new_code_cell(s) for s in sources]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def book_copy(dest: Path) -> Path:
+    """A copy of the book's sources (config, toc, pages, chapter notebooks) at `dest`."""
+    for name in ["_config.yml", "_toc.yml"]:
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "notebooks", dest / "notebooks")
+    (dest / "book").mkdir()
+    for page in (ROOT / "book").glob("*.md"):
+        if page.name != "claims.md":
+            shutil.copy(page, dest / "book" / page.name)
+    shutil.copy(ROOT / "book" / "references.bib", dest / "book" / "references.bib")
+    return dest

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+import torch
+
+import nblib
+from nblib import claims, config
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ValueError, match="smoke, quick, full"):
+        nblib.setup("x", "fast")
+
+
+def test_device_override(monkeypatch):
+    monkeypatch.setenv("NBLIB_DEVICE", "cpu")
+    assert config.pick_device() == torch.device("cpu")
+
+
+def test_setup_seeds_and_prints(capsys):
+    nblib.setup("ch", "smoke", 3, device="cpu")
+    a = torch.rand(3)
+    run = nblib.setup("ch", "smoke", 3, device="cpu")
+    assert torch.equal(a, torch.rand(3))
+    assert "profile=smoke seed=3 device=cpu" in capsys.readouterr().out
+    assert not run.asserts_claims
+
+
+def test_claims_record_replace_and_assert(quick):
+    assert nblib.claim("t/a", 0.9, ">=", 0.5, ref="paper: 0.95")
+    nblib.claim("t/a", 0.8, ">=", 0.5)  # same id replaces the record
+    with pytest.raises(claims.ClaimFailed, match="t/b"):
+        nblib.claim("t/b", 0.1, ">=", 0.5)
+    records = json.loads(claims.results_file("test_chapter").read_text())
+    assert [(r["id"], r["value"], r["passed"]) for r in records] == [("t/a", 0.8, True), ("t/b", 0.1, False)]
+    assert records[0]["profile"] == "quick" and records[0]["device"] == "cpu"
+
+
+def test_failed_claim_is_not_asserted_at_smoke(smoke):
+    assert nblib.claim("t/c", 0.1, ">=", 0.5) is False
+    assert claims.read_file(claims.results_file("test_chapter"))[-1]["passed"] is False
+
+
+def test_unknown_operator(smoke):
+    with pytest.raises(ValueError, match="unknown operator"):
+        nblib.claim("t/d", 1, "==", 1)
+
+
+def test_claim_needs_setup(monkeypatch):
+    monkeypatch.setattr(config, "_current", None)
+    with pytest.raises(RuntimeError, match="nblib.setup"):
+        nblib.claim("t/e", 1, ">", 0)

@@ -1,0 +1,88 @@
+"""The runner and the `nblib` command, on small notebooks made for each fault."""
+
+import json
+import subprocess
+
+import pytest
+
+from nblib import cli, runner
+
+from .conftest import make_notebook
+
+CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5)'
+
+
+@pytest.fixture
+def root(tmp_path):
+    make_notebook(tmp_path / "notebooks" / "01_ok.ipynb", CLAIM_OK)
+    make_notebook(tmp_path / "notebooks" / "02_bad.ipynb", "x = 1", "raise ValueError('broken on purpose')")
+    return tmp_path
+
+
+def test_unknown_chapter_lists_valid_ones(root, capsys):
+    assert cli.main(["--root", str(root), "run", "07"]) == 2
+    assert "unknown chapter '07'; valid chapters: 01_ok, 02_bad" in capsys.readouterr().err
+
+
+def test_bad_profile(root, capsys):
+    assert cli.main(["--root", str(root), "run", "01", "--profile", "huge"]) == 2
+    assert "valid profiles: smoke, quick, full" in capsys.readouterr().err
+
+
+def test_failure_names_chapter_and_cell_and_keep_going(root, capsys):
+    assert cli.main(["--root", str(root), "run", "02", "01", "--keep-going"]) == 1
+    out = capsys.readouterr().out
+    assert "02_bad" in out and "code cell 3" in out and "ValueError: broken on purpose" in out
+    chapters = root / "book" / "chapters"
+    assert (chapters / "01_ok.ipynb").exists() and (chapters / "02_bad.failed.ipynb").exists()
+    assert not (chapters / "02_bad.ipynb").exists() and not list(chapters.glob(".*"))
+    assert json.loads((root / "results" / "01_ok.json").read_text())[0]["passed"]
+    with pytest.raises(RuntimeError, match="02_bad failed on its last run"):
+        runner.build_book(root)
+
+
+def test_without_keep_going_stops_at_first_failure(root, capsys):
+    assert cli.main(["--root", str(root), "run", "02", "01"]) == 1
+    assert not (root / "book" / "chapters" / "01_ok.ipynb").exists()
+
+
+def test_failed_claim_fails_the_chapter(tmp_path, capsys):
+    make_notebook(tmp_path / "notebooks" / "03_claim.ipynb",
+                  'import nblib\nnblib.setup("03_claim", profile, seed)\nnblib.claim("c/x", 0.1, ">", 0.5)')
+    results = runner.run(tmp_path, ["03"], "quick", 300, False)
+    assert not results[0].ok and "ClaimFailed" in results[0].error
+    assert results[0].failed == 1  # recorded before it raised
+    assert runner.run(tmp_path, ["03"], "smoke", 300, False)[0].ok  # smoke records, does not assert
+
+
+def test_timeout_kills_the_chapter_and_keeps_the_old_copy(root):
+    make_notebook(root / "notebooks" / "04_slow.ipynb", "import time\ntime.sleep(600)")
+    chapters = root / "book" / "chapters"
+    chapters.mkdir(parents=True)
+    (chapters / "04_slow.ipynb").write_text("previous good copy")
+    result = runner.run_chapter(root / "notebooks" / "04_slow.ipynb", root, "smoke", timeout=15)
+    assert not result.ok and "timed out after 15 s" in result.error
+    assert (chapters / "04_slow.ipynb").read_text() == "previous good copy"
+    assert not list(chapters.glob(".*"))
+
+
+def test_interrupt_leaves_no_partial_notebook(root, monkeypatch):
+    def interrupted(self, timeout=None):
+        raise KeyboardInterrupt
+    killed = []
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    monkeypatch.setattr(runner.os, "killpg", lambda pid, sig: killed.append(pid))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_chapter(root / "notebooks" / "01_ok.ipynb", root, "smoke", timeout=60)
+    assert killed and not list((root / "book" / "chapters").glob("*"))
+
+
+def test_book_refuses_unexecuted_chapters(root):
+    with pytest.raises(RuntimeError, match="01_ok has not been executed"):
+        runner.build_book(root)
+
+
+def test_claims_page(root):
+    runner.run(root, ["01"], "smoke", 300, False)
+    text, total, passed = runner.claims_page(root)
+    assert (total, passed) == (1, 1) and "`ok/x`" in text and "| smoke |" in text
