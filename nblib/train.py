@@ -52,10 +52,6 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         F.mse_loss(out, y, reduction="sum")
 
 
-def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (out.argmax(1) == y).sum() if y.dtype == torch.long else torch.tensor(math.nan)
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """The model's outputs for `x`, computed in eval mode in batches (mode restored)."""
@@ -71,7 +67,8 @@ def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple
     """(mean loss, accuracy) of `model` on `data`; accuracy is NaN for regression."""
     out = predict(model, data.x, batch_size)
     y = data.y.to(out.device)
-    return _loss(out, y).item() / len(y), _correct(out, y).item() / len(y)
+    accuracy = (out.argmax(1) == y).float().mean().item() if y.dtype == torch.long else math.nan
+    return _loss(out, y).item() / len(y), accuracy
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
@@ -99,6 +96,7 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     n = len(y)
+    classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps) if cosine else None
@@ -120,14 +118,15 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
                 if sched:
                     sched.step()
                 total_loss += loss.detach()
-                total_correct += _correct(out.detach(), ys[i:i + batch_size]).to(device)
+                if classify:
+                    total_correct += (out.detach().argmax(1) == ys[i:i + batch_size]).sum()
                 bar.update()
             train_loss = total_loss.item() / n
             if not math.isfinite(train_loss):
                 raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch} "
                                          f"(lr={lr}); lower the learning rate")
             history.train_loss.append(train_loss)
-            history.train_acc.append(total_correct.item() / n)
+            history.train_acc.append(total_correct.item() / n if classify else math.nan)
             if test is not None:
                 test_loss, test_acc = evaluate(model, test)
                 history.test_loss.append(test_loss)
