@@ -27,9 +27,19 @@ from .train import History, fit
 CODE_VERSION = 1
 
 
+def fingerprint(value) -> str:
+    """A content hash for what goes into a key: a model's weights, a tensor's values,
+    else the value's str (dataclasses, numbers, lists)."""
+    if isinstance(value, nn.Module):
+        value = torch.cat([t.detach().flatten().float().cpu() for t in value.state_dict().values()])
+    if isinstance(value, torch.Tensor):
+        return hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    return str(value)
+
+
 def key(name: str, **parts) -> str:
     """A readable, content-addressed file stem: ``name-<sha1 of parts>``."""
-    blob = json.dumps({"code": CODE_VERSION, **parts}, sort_keys=True, default=str)
+    blob = json.dumps({"code": CODE_VERSION, **parts}, sort_keys=True, default=fingerprint)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
 
 
@@ -62,6 +72,10 @@ def load(path: Path) -> dict | None:
         return None
 
 
+def _seed_of(stem: str) -> int:
+    return int(stem.rsplit("-", 1)[1], 16) % 2**31
+
+
 def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], dict], **parts) -> dict:
     """Load `model`'s weights and the stored extras if cached, else run ``train_fn(model)``
     (which returns a dict of plain extras, e.g. a history) and store both.
@@ -71,7 +85,7 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
     """
     stem = key(name, model=repr(model), **parts)
     path = path_for(stem)
-    seed = int(stem.rsplit("-", 1)[1], 16) % 2**31
+    seed = _seed_of(stem)
     cached = load(path)
     if cached is not None:
         model.load_state_dict(cached["state"])
@@ -83,6 +97,49 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
         save(path, {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extras": extras})
     config.seed_everything(seed + 1)
     return extras
+
+
+def _encode(value):
+    """Make a result loadable with ``weights_only=True``: DataFrames become tagged dicts."""
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        return {"__frame__": value.to_dict(orient="tight")}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_encode(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(value):
+    import pandas as pd
+
+    if isinstance(value, dict) and "__frame__" in value:
+        return pd.DataFrame.from_dict(value["__frame__"], orient="tight")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_decode(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+def memo(name: str, compute: Callable[[], object], **parts):
+    """``compute()``, or its stored result when called before with the same parts (models
+    and tensors among them are keyed by content). For experiments that are slow but are
+    not training, e.g. an attack sweep. The result may hold DataFrames, tensors, numbers
+    and strings, in dicts, lists and tuples. Seeded like `train_or_load`."""
+    stem = key(name, **parts)
+    path = path_for(stem)
+    cached = load(path)
+    if cached is not None:
+        value = _decode(cached["value"])
+    else:
+        config.seed_everything(_seed_of(stem))
+        value = compute()
+        save(path, {"value": _encode(value)})
+    config.seed_everything(_seed_of(stem) + 1)
+    return value
 
 
 def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | None = None,

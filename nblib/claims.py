@@ -64,3 +64,12 @@ def claim(id: str, value: float, op: str, target: float, ref: str = "", statemen
     if not passed and run.asserts_claims:
         raise ClaimFailed(f"claim {id!r} does not hold: {value:.4g} {op} {target:.4g}")
     return passed
+
+
+def summary(chapter: str | None = None):
+    """The claims recorded for `chapter` (default: the running one) as a table."""
+    import pandas as pd
+
+    records = read_file(results_file(chapter or config.current().chapter))
+    columns = ["id", "statement", "value", "op", "target", "passed", "ref"]
+    return pd.DataFrame(records, columns=columns).set_index("id")

@@ -53,6 +53,47 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
     return nn.Sequential(*layers)
 
 
+class ResidualBlock(nn.Module):
+    """Two 3×3 convolutions with a skip connection (He et al. 2016); a 1×1 convolution
+    on the skip path when the shape changes. `bn=False` drops batch normalisation."""
+
+    def __init__(self, n_in: int, n_out: int, stride: int = 1, bn: bool = True):
+        super().__init__()
+        norm = nn.BatchNorm2d if bn else nn.Identity
+        self.body = nn.Sequential(
+            nn.Conv2d(n_in, n_out, 3, stride, 1, bias=not bn), norm(n_out), nn.ReLU(),
+            nn.Conv2d(n_out, n_out, 3, 1, 1, bias=not bn), norm(n_out))
+        self.skip = nn.Identity() if stride == 1 and n_in == n_out else \
+            nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride, bias=not bn), norm(n_out))
+
+    def forward(self, x):
+        return (self.body(x) + self.skip(x)).relu()
+
+
+class ResNet(nn.Module):
+    """A small ResNet for 28×28 or 32×32 images: a 3×3 stem, one stage per entry of
+    `channels` (each after the first halves the resolution), global average pooling, a
+    linear classifier. ``forward(x, return_features=True)`` also returns the pooled
+    features."""
+
+    def __init__(self, channels=(16, 32, 64), blocks: int = 1, num_classes: int = 10, in_channels: int = 1,
+                 bn: bool = True):
+        super().__init__()
+        norm = nn.BatchNorm2d if bn else nn.Identity
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=not bn), norm(channels[0]),
+                                   nn.ReLU()]
+        for stage, (n_in, n_out) in enumerate(itertools.pairwise([channels[0], *channels])):
+            for b in range(blocks):
+                layers.append(ResidualBlock(n_in if b == 0 else n_out, n_out, 2 if stage and not b else 1, bn))
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(channels[-1], num_classes)
+
+    def forward(self, x, return_features: bool = False):
+        features = self.features(x)
+        out = self.classifier(features)
+        return (out, features) if return_features else out
+
+
 def match_params(build: Callable[[int], nn.Module], target: int, max_width: int = 4096) -> nn.Module:
     """The model ``build(width)`` whose parameter count is closest to `target`.
 

@@ -65,3 +65,29 @@ def sweep(x, series: dict[str, list[float]], xlabel: str, ylabel: str, ax=None, 
     ax.set(xlabel=xlabel, ylabel=ylabel, xscale="log" if logx else "linear", yscale="log" if logy else "linear")
     ax.legend()
     return ax
+
+
+def image_rows(rows: dict[str, torch.Tensor], titles: dict[str, list[str]] | None = None,
+               diverging: tuple[str, ...] = (), size: float = 1.5):
+    """One row per named batch of images (N×C×H×W), the row name on the left. Rows named
+    in `diverging` (e.g. perturbations) are drawn with a red–blue map centred on zero."""
+    n = max(len(x) for x in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * size, len(rows) * size * 1.2), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            img = images[c].detach().cpu()
+            if name in diverging:
+                scale = float(img.abs().max()) or 1.0
+                ax.imshow(img.mean(0), cmap="RdBu_r", vmin=-scale, vmax=scale)
+            else:
+                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+            if titles and name in titles:
+                ax.set_title(titles[name][c], fontsize=7)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    plt.tight_layout()
+    return fig

@@ -81,11 +81,14 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 
 def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
         lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
-        weight_decay: float = 0.0, cosine: bool = True, device=None, desc: str = "",
+        weight_decay: float = 0.0, cosine: bool = True, perturb=None, device=None, desc: str = "",
         progress: bool = True) -> History:
     """Train `model` on `train` with mini-batch SGD or Adam; evaluate on `test` each epoch.
 
-    With `cosine` the learning rate decays to zero over the run (per step). A NaN or
+    With `cosine` the learning rate decays to zero over the run (per step). `perturb`, if
+    given, maps each batch ``(model, x, y) -> x`` before the step (e.g.
+    `nblib.attacks.AdversarialBatches` for adversarial training); give it a stable repr,
+    since the cache keys on it. A NaN or
     infinite training loss stops with a FloatingPointError naming the epoch. The model is
     left on `device` (default: `pick_device()`), in eval mode.
     """
@@ -110,8 +113,11 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
             total_loss = torch.zeros((), device=device)
             total_correct = torch.zeros((), device=device)
             for i in range(0, n, batch_size):
-                out = model(xs[i:i + batch_size])
-                loss = _loss(out, ys[i:i + batch_size])
+                xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+                if perturb is not None:
+                    xb = perturb(model, xb, yb)
+                out = model(xb)
+                loss = _loss(out, yb)
                 opt.zero_grad(set_to_none=True)
                 (loss / len(out)).backward()
                 opt.step()
@@ -119,7 +125,7 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
                     sched.step()
                 total_loss += loss.detach()
                 if classify:
-                    total_correct += (out.detach().argmax(1) == ys[i:i + batch_size]).sum()
+                    total_correct += (out.detach().argmax(1) == yb).sum()
                 bar.update()
             train_loss = total_loss.item() / n
             if not math.isfinite(train_loss):

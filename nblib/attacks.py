@@ -1,0 +1,179 @@
+"""Adversarial attacks: FGSM and PGD (L∞ and L2), their statistics, and transfer.
+
+Conventions follow torchattacks: images in [0, 1], labels as class indices, the result
+has the input's shape and stays in [0, 1]. An attack puts the model in eval mode and
+restores its mode afterwards; it takes gradients with `torch.autograd.grad`, so the
+model's parameter ``.grad`` fields are left untouched. Untargeted attacks increase the
+loss of the true class ``y``; with ``targeted=True``, ``y`` holds the target classes and
+the attack decreases their loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NORMS = ("linf", "l2")
+
+
+def _check(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float = 1.0, steps: int = 1,
+           norm: str = "linf") -> None:
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    if alpha <= 0:
+        raise ValueError(f"alpha (the step size) must be > 0, got {alpha}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"images x must lie in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
+    if y.shape != (len(x),):
+        raise ValueError(f"labels y must have shape ({len(x)},) to match x, got {tuple(y.shape)}")
+
+
+def _logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    if y.numel() and (y.min() < 0 or y.max() >= out.shape[1]):
+        raise ValueError(f"labels y must be class indices in [0, {out.shape[1] - 1}], "
+                         f"got values in [{y.min()}, {y.max()}]")
+    return out
+
+
+def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample value to broadcast against x."""
+    return v.view(-1, *[1] * (x.dim() - 1))
+
+
+def _l2(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1)
+
+
+class _eval_mode:
+    """Evaluate the model in eval mode; restore its mode on exit."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targeted: bool = False) -> torch.Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al. 2015), L∞.
+
+    x_adv = clamp(x + eps · sign(∇ₓ loss), 0, 1), one step. Defaults: none; typical
+    eps 8/255 for CIFAR, 0.1–0.3 for MNIST-like images.
+    """
+    _check(x, y, eps)
+    with _eval_mode(model):
+        x_adv = x.clone().detach().requires_grad_(True)
+        loss = F.cross_entropy(_logits(model, x_adv, y), y)
+        (grad,) = torch.autograd.grad(-loss if targeted else loss, x_adv)
+    return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, alpha: float = 0.01,
+        steps: int = 40, norm: str = "linf", targeted: bool = False, random_start: bool = True,
+        return_iterations: bool = False):
+    """Projected Gradient Descent (Madry et al. 2018), L∞ or L2.
+
+    Repeat `steps` times: step of size `alpha` along sign(∇ₓ loss) (L∞) or ∇ₓ loss / ‖∇ₓ loss‖₂
+    (L2), project back onto the eps-ball around x, clamp to [0, 1]. With `random_start`
+    the search starts at a uniform point of the ball. Defaults: eps 0.03, alpha 0.01, 40
+    steps, L∞.
+
+    With ``return_iterations=True`` also returns, per sample, the first iteration whose
+    iterate fooled the model (0 = the starting point; -1 = never).
+    """
+    _check(x, y, eps, alpha, steps, norm)
+    x = x.detach()
+    if random_start and norm == "linf":
+        delta = torch.empty_like(x).uniform_(-eps, eps)
+    elif random_start:  # uniform radius in [0, eps] along a uniform direction
+        direction = torch.randn_like(x)
+        delta = direction / _per_sample(_l2(direction).clamp_min(1e-12), x) * \
+            _per_sample(eps * torch.rand(len(x), device=x.device), x)
+    else:
+        delta = torch.zeros_like(x)
+    x_adv = (x + delta).clamp(0, 1)
+    first = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+    with _eval_mode(model):
+        for i in range(steps + 1):
+            x_adv.requires_grad_(True)
+            logits = _logits(model, x_adv, y)
+            fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+            first[(first < 0) & fooled] = i
+            if i == steps:
+                break
+            loss = F.cross_entropy(logits, y)
+            (grad,) = torch.autograd.grad(-loss if targeted else loss, x_adv)
+            with torch.no_grad():
+                if norm == "linf":
+                    x_adv = x_adv + alpha * grad.sign()
+                    delta = (x_adv - x).clamp(-eps, eps)
+                else:
+                    x_adv = x_adv + alpha * grad / _per_sample(_l2(grad).clamp_min(1e-12), x)
+                    delta = x_adv - x
+                    delta = delta * _per_sample((eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0), x)
+                x_adv = (x + delta).clamp(0, 1)
+    x_adv = x_adv.detach()
+    return (x_adv, first) if return_iterations else x_adv
+
+
+@torch.no_grad()
+def attack_stats(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
+                 targeted: bool = False) -> dict[str, float]:
+    """Success rate, mean L2 and L∞ perturbation, and mean confidence of the adversarial
+    predictions (in the predicted class, or in the target class when `targeted`)."""
+    with _eval_mode(model):
+        probs = F.softmax(model(x_adv), dim=1)
+    pred = probs.argmax(1)
+    success = (pred == y) if targeted else (pred != y)
+    confidence = probs.gather(1, (y if targeted else pred)[:, None]).squeeze(1)
+    delta = x_adv - x
+    return {"success": success.float().mean().item(), "accuracy": (pred == y).float().mean().item(),
+            "l2": _l2(delta).mean().item(), "linf": delta.flatten(1).abs().amax(1).mean().item(),
+            "confidence": confidence.mean().item()}
+
+
+def transfer_matrix(models: dict[str, nn.Module], attack: Callable[[nn.Module, torch.Tensor, torch.Tensor],
+                    torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
+    """Untargeted success of examples crafted on each model (rows) against every model
+    (columns); the diagonal is the white-box success."""
+    table = {}
+    for source, source_model in models.items():
+        x_adv = attack(source_model, x, y)
+        table[source] = {target: attack_stats(m, x, x_adv, y)["success"] for target, m in models.items()}
+    frame = pd.DataFrame(table).T
+    frame.index.name, frame.columns.name = "crafted on", "evaluated on"
+    return frame
+
+
+@dataclass(frozen=True)
+class AdversarialBatches:
+    """Adversarial training as a `fit(..., perturb=...)` hook: each training batch is
+    replaced, with probability `p`, by its PGD version (eps, alpha, steps, random start).
+
+    ``steps=1, alpha=1.25 * eps`` is FGSM with random start, the "fast" adversarial
+    training of Wong et al. 2020; ``p=0.5`` mixes clean and adversarial batches as in
+    Goodfellow et al. 2015.
+    """
+
+    eps: float
+    alpha: float
+    steps: int = 1
+    p: float = 0.5
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if torch.rand(()) >= self.p:
+            return x
+        return pgd(model, x, y, self.eps, self.alpha, self.steps, random_start=True)
