@@ -31,6 +31,7 @@ lab: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_fit.py
+	$(BIN)/python benchmarks/bench_attacks.py
 
 clean:
 	$(BIN)/nblib clean

@@ -62,3 +62,17 @@ def test_interrupted_save_leaves_nothing(smoke, digits, monkeypatch):
 def test_history_round_trip():
     h = train.History([1.0], [0.5], [1.1], [0.4], 2.0, 10.0)
     assert train.History.from_dict(h.to_dict()) == h
+
+
+def test_memo_stores_frames_and_tensors_keyed_by_model_content(smoke):
+    import pandas as pd
+
+    model = nblib.mlp([2, 3, 1])
+    frame = pd.DataFrame({"acc": [0.9, 0.5]}, index=pd.Index([0.0, 0.1], name="eps"))
+    first = cache.memo("t-memo", lambda: (frame, {("pgd", 0.1): torch.arange(3)}), model=model)
+    again = cache.memo("t-memo", lambda: pytest.fail("computed again"), model=model)
+    assert again[0].equals(frame) and again[0].index.name == "eps"
+    assert torch.equal(again[1]["pgd", 0.1], first[1]["pgd", 0.1])
+    with torch.no_grad():
+        model[1].weight += 1  # different weights → a different key
+    assert cache.memo("t-memo", lambda: "recomputed", model=model) == "recomputed"
