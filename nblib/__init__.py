@@ -5,7 +5,7 @@ A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends wit
 the topic modules: config, data, models, train, cache, claims, plots.
 """
 
-from . import claims
+from . import claims, plots  # plots sets the book's figure style
 from .cache import fit_cached, memo, train_or_load
 from .claims import claim
 from .config import PROFILES, interactive, pick_device, seed_everything, setup
@@ -16,6 +16,6 @@ from .train import History, evaluate, fit, predict
 __version__ = "0.1.0"
 __all__ = [
     "PROFILES", "History", "ResNet", "TensorSet", "claim", "claims", "cnn", "count_params", "evaluate", "fit",
-    "fit_cached", "interactive", "load", "match_params", "memo", "mlp", "pick_device", "predict",
+    "fit_cached", "interactive", "load", "match_params", "memo", "mlp", "pick_device", "plots", "predict",
     "seed_everything", "setup", "train_or_load",
 ]

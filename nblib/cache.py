@@ -1,8 +1,9 @@
 """Train-or-load: a trained model is stored under a hash of everything that made it.
 
-The key covers the name, the hyper-parameters, the architecture (its repr), the data's
-fingerprint, the profile and seed, and `CODE_VERSION` (bump it when training changes
-meaning). Files are written to a temporary name and renamed, so an interrupted run never
+The key covers the name, the hyper-parameters, the architecture (its repr) and its
+starting weights (so fine-tuning a pruned copy is keyed by what it starts from), the
+data's fingerprint, the profile and seed, and `CODE_VERSION` (bump it when training
+changes meaning). Files are written to a temporary name and renamed, so an interrupted run never
 leaves a half-written model; they are read with ``weights_only=True``; an unreadable file
 is reported and the model retrained.
 """
@@ -83,7 +84,7 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
     Training is seeded from the key, and the random state afterwards is the same whether
     the model was trained or loaded, so a warm re-run builds the same later models.
     """
-    stem = key(name, model=repr(model), **parts)
+    stem = key(name, model=repr(model), start=fingerprint(model), **parts)
     path = path_for(stem)
     seed = _seed_of(stem)
     cached = load(path)

@@ -143,5 +143,6 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
             bar.set_postfix(postfix, refresh=False)
     history.seconds = time.perf_counter() - start
     history.samples_per_s = epochs * n / history.seconds
+    model.to(memory_format=torch.contiguous_format)  # hand back ordinary tensors (pruning views them flat)
     model.eval()
     return history

@@ -1,0 +1,221 @@
+"""Pruning: magnitude masks (through `torch.nn.utils.prune`), real channel pruning, what
+pruning buys in bytes and milliseconds, and lottery tickets.
+
+Unstructured pruning (Han et al. 2015) zeroes individual weights: the network keeps its
+shape, so dense kernels run no faster, but the weights compress. Structured pruning
+(Li et al. 2017) removes whole filters and returns a physically smaller network. The
+lottery-ticket procedure (Frankle & Carbin 2019) prunes iteratively and rewinds the
+surviving weights to their initial values.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import statistics
+import time
+import zlib
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+PRUNABLE = (nn.Conv2d, nn.Linear)
+
+
+def prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The (name, module) pairs whose weights pruning acts on: convolutions and linear layers."""
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
+    return layers
+
+
+def _check_amount(amount: float) -> None:
+    if not 0 <= amount < 1:
+        raise ValueError(f"amount (the fraction of weights to remove) must be in [0, 1), got {amount}")
+
+
+def global_magnitude(model: nn.Module, amount: float) -> nn.Module:
+    """Zero the `amount` fraction of smallest-magnitude weights across all layers at once
+    (layers end up with different sparsities). Masks stack with earlier pruning."""
+    _check_amount(amount)
+    params = [(m, "weight") for _, m in prunable(model)]
+    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    return model
+
+
+def layerwise_magnitude(model: nn.Module, amount: float) -> nn.Module:
+    """Zero the `amount` fraction of smallest-magnitude weights in every layer separately."""
+    _check_amount(amount)
+    for _, m in prunable(model):
+        prune.l1_unstructured(m, "weight", amount=amount)
+    return model
+
+
+def sparsity(model: nn.Module) -> dict:
+    """Fraction of zero weights: ``{"overall": f, "layers": {name: f}}`` over prunable weights."""
+    layers, zeros, total = {}, 0, 0
+    for name, m in prunable(model):
+        w = m.weight
+        layers[name] = (w == 0).float().mean().item()
+        zeros += int((w == 0).sum())
+        total += w.numel()
+    return {"overall": zeros / total, "layers": layers}
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold the masks into the weights, so `state_dict` holds plain (sparse-valued) tensors."""
+    for _, m in prunable(model):
+        if prune.is_pruned(m) and hasattr(m, "weight_mask"):
+            prune.remove(m, "weight")
+    return model
+
+
+def masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The current masks (1 = kept), by layer name; all ones for an unpruned layer."""
+    return {name: getattr(m, "weight_mask", torch.ones_like(m.weight)).detach().clone()
+            for name, m in prunable(model)}
+
+
+def apply_masks(model: nn.Module, layer_masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Prune `model` with the given masks (e.g. a lottery ticket's)."""
+    for name, m in prunable(model):
+        prune.custom_from_mask(m, "weight", layer_masks[name].to(m.weight.device))
+    return model
+
+
+def prune_channels(model: nn.Sequential, amount: float) -> nn.Sequential:
+    """Structured pruning of a `nblib.models.cnn`: drop the `amount` fraction of output
+    channels with the smallest filter L1 norm in every conv layer, and shrink the batch
+    norms, the next convolution and the classifier to match. Returns a new, physically
+    smaller dense network; the input model is unchanged."""
+    _check_amount(amount)
+    layers = list(copy.deepcopy(model))
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    if not convs or not isinstance(model, nn.Sequential):
+        raise ValueError("prune_channels needs an nn.Sequential CNN (nblib.models.cnn)")
+    keep = None
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d):
+            if keep is not None:
+                layer = _slice_conv(layer, inputs=keep)
+            norms = layer.weight.detach().abs().sum(dim=(1, 2, 3))
+            channels = layer.out_channels
+            n_keep = max(1, round(channels * (1 - amount)))
+            keep = norms.argsort(descending=True)[:n_keep].sort().values
+            layers[i] = _slice_conv(layer, outputs=keep)
+        elif isinstance(layer, nn.BatchNorm2d):
+            layers[i] = _slice_bn(layer, keep)
+        elif isinstance(layer, nn.Linear) and keep is not None:
+            layers[i] = _slice_linear_inputs(layer, keep, channels)
+            keep = None
+    return nn.Sequential(*layers)
+
+
+def _slice_conv(conv: nn.Conv2d, inputs=None, outputs=None) -> nn.Conv2d:
+    w = conv.weight.detach()
+    w = w if inputs is None else w[:, inputs]
+    w = w if outputs is None else w[outputs]
+    new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    new.weight.data.copy_(w)
+    if conv.bias is not None:
+        new.bias.data.copy_(conv.bias.detach() if outputs is None else conv.bias.detach()[outputs])
+    return new
+
+
+def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
+    new = nn.BatchNorm2d(len(keep))
+    for name in ("weight", "bias"):
+        getattr(new, name).data.copy_(getattr(bn, name).detach()[keep])
+    for name in ("running_mean", "running_var"):
+        getattr(new, name).copy_(getattr(bn, name)[keep])
+    return new
+
+
+def _slice_linear_inputs(linear: nn.Linear, keep: torch.Tensor, channels: int) -> nn.Linear:
+    """The classifier after the last conv: its inputs are channel-major blocks of
+    spatial positions (one position after global pooling, H·W after flattening)."""
+    positions = linear.in_features // channels
+    columns = (keep[:, None] * positions + torch.arange(positions)).flatten()
+    new = nn.Linear(len(columns), linear.out_features, bias=linear.bias is not None)
+    new.weight.data.copy_(linear.weight.detach()[:, columns])
+    if linear.bias is not None:
+        new.bias.data.copy_(linear.bias.detach())
+    return new
+
+
+def size_report(model: nn.Module) -> dict[str, int]:
+    """Bytes of the weights: stored dense (float32), stored sparse (each prunable weight
+    as its nonzero values plus a one-bit-per-weight mask; other tensors dense), and the
+    dense file compressed with zlib (what zeros buy a generic compressor)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("_mask")}
+    pruned = {f"{name}.weight": m.weight.detach() for name, m in prunable(model)}
+    dense = sparse = 0
+    for key, tensor in state.items():
+        key = key.replace("weight_orig", "weight")
+        tensor = pruned.get(key, tensor)
+        dense += tensor.numel() * tensor.element_size()
+        if key in pruned:
+            sparse += int((tensor != 0).sum()) * tensor.element_size() + (tensor.numel() + 7) // 8
+        else:
+            sparse += tensor.numel() * tensor.element_size()
+    buffer = io.BytesIO()
+    torch.save({k: pruned.get(k.replace("weight_orig", "weight"), v) for k, v in state.items()}, buffer)
+    return {"dense_bytes": dense, "sparse_bytes": sparse, "zlib_bytes": len(zlib.compress(buffer.getvalue(), 9))}
+
+
+@torch.no_grad()
+def latency(model: nn.Module, batch: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
+    """Median seconds of one forward pass of `batch` in eval mode on the CPU (mode restored)."""
+    was_training = model.training
+    model = model.eval().cpu()
+    batch = batch.cpu()
+    for _ in range(warmup):
+        model(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(batch)
+        times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return statistics.median(times)
+
+
+def _rewind(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
+    """Reset every weight to its initial value, keeping the masks."""
+    state = model.state_dict()
+    for key in state:
+        if not key.endswith("_mask"):
+            state[key] = initial[key.replace("weight_orig", "weight")]
+    model.load_state_dict(state)
+
+
+def lottery_ticket(build, train, test, rounds: int, amount: float = 0.2, **fit_kwargs) -> list[dict]:
+    """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019).
+
+    Train ``build()``; then `rounds` times: prune the `amount` fraction of the remaining
+    weights (globally), rewind the survivors to their initial values, retrain. After each
+    round, a control with the same mask and a fresh random initialisation is trained the
+    same way. Returns one row per round: sparsity, the ticket's and the control's final
+    test accuracy (the control is absent for the dense round 0).
+    """
+    from .train import fit, progress_bar
+
+    _check_amount(amount)
+    model = build()
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rows = []
+    with progress_bar(rounds + 1, "lottery ticket rounds") as bar:
+        for r in range(rounds + 1):
+            if r:
+                global_magnitude(model, amount)
+                _rewind(model, initial)
+            row = {"round": r, "sparsity": sparsity(model)["overall"],
+                   "rewound ticket": fit(model, train, test, progress=False, **fit_kwargs).test_acc[-1]}
+            if r:
+                control = apply_masks(build(), masks(model))
+                row["random re-initialisation"] = fit(control, train, test, progress=False, **fit_kwargs).test_acc[-1]
+            rows.append(row)
+            bar.update()
+    return rows
