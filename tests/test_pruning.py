@@ -1,0 +1,108 @@
+"""nblib.pruning on a small CNN trained on real digits."""
+
+import copy
+
+import pytest
+import torch
+
+import nblib
+from nblib import pruning
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return nblib.load("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    nblib.setup("test_pruning", "smoke", 0, device="cpu")
+    model = nblib.cnn([8, 16])
+    nblib.fit(model, digits[0], epochs=3, lr=0.05, batch_size=64, progress=False, device="cpu")
+    return model
+
+
+def test_global_magnitude_reaches_the_amount_and_spreads_it(trained):
+    model = pruning.global_magnitude(copy.deepcopy(trained), 0.8)
+    report = pruning.sparsity(model)
+    assert report["overall"] == pytest.approx(0.8, abs=1e-3)
+    assert len(set(round(v, 2) for v in report["layers"].values())) > 1  # layers differ
+
+
+def test_layerwise_prunes_every_layer_equally(trained):
+    report = pruning.sparsity(pruning.layerwise_magnitude(copy.deepcopy(trained), 0.5))
+    assert all(v == pytest.approx(0.5, abs=0.01) for v in report["layers"].values())
+
+
+def test_fine_tuning_keeps_pruned_weights_at_zero(trained, digits):
+    model = pruning.global_magnitude(copy.deepcopy(trained), 0.7)
+    before = pruning.masks(model)
+    nblib.fit(model, digits[0], epochs=1, lr=0.05, weight_decay=1e-3, progress=False, device="cpu")
+    for name, m in pruning.prunable(model):
+        assert (m.weight[before[name] == 0] == 0).all()
+    pruning.make_permanent(model)
+    assert not any(k.endswith("_mask") for k in model.state_dict())
+    assert pruning.sparsity(model)["overall"] == pytest.approx(0.7, abs=1e-3)
+
+
+def test_pruning_a_pruned_model_stacks(trained):
+    model = pruning.global_magnitude(copy.deepcopy(trained), 0.5)
+    pruning.global_magnitude(model, 0.5)  # half of the remaining half
+    assert pruning.sparsity(model)["overall"] == pytest.approx(0.75, abs=1e-3)
+
+
+def test_prune_channels_returns_a_smaller_working_network(trained, digits):
+    x = digits[1].x[:64]
+    for global_pool in (True, False):
+        model = nblib.cnn([8, 16], global_pool=global_pool).eval()
+        assert torch.allclose(pruning.prune_channels(model, 0.0).eval()(x), model(x), atol=1e-5)
+    thin = pruning.prune_channels(trained, 0.5).eval()
+    assert nblib.count_params(thin) < nblib.count_params(trained) / 2
+    assert thin(x).shape == (64, 10)
+    assert [m.out_channels for m in thin if isinstance(m, torch.nn.Conv2d)] == [4, 8]
+
+
+def test_size_report(trained):
+    dense = pruning.size_report(trained)
+    sparse = pruning.size_report(pruning.global_magnitude(copy.deepcopy(trained), 0.8))
+    assert sparse["dense_bytes"] == dense["dense_bytes"] == 4 * sum(t.numel() for t in trained.state_dict().values()
+                                                                      if t.is_floating_point()) + 8 * 2
+    assert sparse["sparse_bytes"] < 0.4 * sparse["dense_bytes"] and sparse["zlib_bytes"] < dense["zlib_bytes"]
+
+
+def test_latency_is_positive_and_restores_mode(trained):
+    trained.train()
+    assert pruning.latency(trained, torch.rand(8, 1, 28, 28), repeats=3, warmup=1) > 0
+    assert trained.training
+    trained.eval()
+
+
+def test_lottery_ticket_rounds(digits):
+    rows = pruning.lottery_ticket(lambda: nblib.mlp([784, 32, 10]), digits[0], digits[1], rounds=2, amount=0.5,
+                                  epochs=1, lr=0.01, optimizer="adam", device="cpu")
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [round(r["sparsity"], 2) for r in rows] == [0.0, 0.5, 0.75]
+    assert "random re-initialisation" not in rows[0] and 0 < rows[2]["random re-initialisation"] <= 1
+
+
+def test_rewind_restores_initial_weights_under_the_mask():
+    model = nblib.mlp([4, 3, 2])
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    pruning.global_magnitude(model, 0.5)
+    pruning._rewind(model, initial)
+    for name, m in pruning.prunable(model):
+        assert torch.equal(m.weight_orig, initial[f"{name}.weight"]) and torch.equal(m.bias, initial[f"{name}.bias"])
+
+
+@pytest.mark.parametrize("amount", [-0.1, 1.0, 1.5])
+def test_bad_amount(trained, amount):
+    with pytest.raises(ValueError, match="amount"):
+        pruning.global_magnitude(copy.deepcopy(trained), amount)
+
+
+def test_nothing_to_prune():
+    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+        pruning.global_magnitude(torch.nn.Sequential(torch.nn.ReLU()), 0.5)
