@@ -85,7 +85,7 @@ def bare_loop(build, train, device) -> float:
 
 def nblib_fit(build, train, device) -> float:
     h = nblib.fit(build(), train, epochs=1, lr=SETTINGS["lr"], batch_size=SETTINGS["batch_size"],
-                  momentum=SETTINGS["momentum"], cosine=False, device=device, progress=False)
+                  momentum=SETTINGS["momentum"], schedule="constant", device=device, progress=False)
     return h.samples_per_s
 
 

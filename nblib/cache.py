@@ -29,12 +29,14 @@ CODE_VERSION = 1
 
 
 def fingerprint(value) -> str:
-    """A content hash for what goes into a key: a model's weights, a tensor's values,
-    else the value's str (dataclasses, numbers, lists)."""
+    """A content hash for what goes into a key: a model's weights, a tensor's values, a
+    function's qualified name, else the value's str (dataclasses, numbers, lists)."""
     if isinstance(value, nn.Module):
         value = torch.cat([t.detach().flatten().float().cpu() for t in value.state_dict().values()])
     if isinstance(value, torch.Tensor):
         return hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    if callable(value) and hasattr(value, "__qualname__"):  # a function: its name, not its address
+        return f"{value.__module__}.{value.__qualname__}"
     return str(value)
 
 

@@ -21,7 +21,7 @@ def _cmd_book(args) -> int:
 
 
 def _cmd_data(args) -> int:
-    for name in args.names or ["fashion-mnist", "mnist", "digits"]:
+    for name in args.names or [*data.SOURCES, "mnist-m"]:
         data.load(name)
     return 0
 

@@ -64,6 +64,11 @@ class TensorSet:
     def to(self, device) -> TensorSet:
         return TensorSet(self.x.to(device), self.y.to(device), self.classes, self.name)
 
+    def rgb(self) -> TensorSet:
+        """Greyscale images repeated to three channels (to share a network with colour ones)."""
+        return self if self.x.shape[1] == 3 else TensorSet(self.x.expand(-1, 3, -1, -1), self.y, self.classes,
+                                                            f"{self.name}/rgb")
+
 
 def _read_idx(path: Path) -> np.ndarray:
     """Read an idx file (gzipped or not), as published by LeCun and Zalando."""
@@ -185,9 +190,11 @@ def _fetch(name: str) -> dict:
 
 
 def load(name: str) -> tuple[TensorSet, TensorSet]:
-    """Load data set `name` (``fashion-mnist``, ``mnist``, ``digits``) as (train, test)."""
+    """Load data set `name` (``fashion-mnist``, ``mnist``, ``digits``, ``mnist-m``) as (train, test)."""
+    if name == "mnist-m":
+        return load_mnist_m()
     if name not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; known: {', '.join(SOURCES)}")
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join([*SOURCES, 'mnist-m'])}")
     path = config.cache_dir() / "data" / f"{name}.pt"
     arrays = None
     if path.exists():
@@ -206,6 +213,64 @@ def load(name: str) -> tuple[TensorSet, TensorSet]:
                    for s in ("train", "test"))
     print(f"{name}: {len(train):,} train / {len(test):,} test images {tuple(train.x.shape[1:])} "
           f"from {arrays['source']}")
+    return train, test
+
+
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina"]
+
+
+def photographs() -> list[torch.Tensor]:
+    """Real colour photographs that ship offline: seven from scikit-image's data module and
+    scikit-learn's two sample images, as 3×H×W float tensors in [0, 1]."""
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    arrays = [getattr(skimage.data, name)() for name in PHOTOS] + list(load_sample_images().images)
+    return [torch.from_numpy(np.array(a[..., :3])).permute(2, 0, 1).float() / 255 for a in arrays]
+
+
+def blend_with_photos(digits: torch.Tensor, photos: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+    """MNIST-M (Ganin et al. 2016): each digit (N×1×28×28) blended with a random 28×28 crop
+    of a random photograph by the absolute difference |crop − digit|, per colour channel."""
+    n, _, h, w = digits.shape
+    which = torch.randint(len(photos), (n,), generator=generator)
+    out = torch.empty(n, 3, h, w)
+    for k, photo in enumerate(photos):
+        idx = torch.nonzero(which == k).flatten()
+        top = torch.randint(photo.shape[1] - h + 1, (len(idx),), generator=generator)
+        left = torch.randint(photo.shape[2] - w + 1, (len(idx),), generator=generator)
+        rows = (top[:, None] + torch.arange(h))[:, :, None]
+        cols = (left[:, None] + torch.arange(w))[:, None, :]
+        crops = photo[:, rows, cols].permute(1, 0, 2, 3)  # len(idx)×3×h×w
+        out[idx] = (crops - digits[idx]).abs()
+    return out
+
+
+def load_mnist_m(seed: int = 0) -> tuple[TensorSet, TensorSet]:
+    """MNIST-M built from whichever MNIST source `load("mnist")` finds: same digits, labels
+    and split, each blended with a crop of a real photograph. Deterministic given `seed`;
+    cached as uint8 tensors after the first build."""
+    mnist_train, mnist_test = load("mnist")
+    path = config.cache_dir() / "data" / f"mnist-m-{mnist_train.id.split(':')[-1]}-{seed}.pt"
+    arrays = None
+    if path.exists():
+        try:
+            arrays = torch.load(path, weights_only=True)
+        except Exception as error:
+            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
+    if arrays is None:
+        generator = torch.Generator().manual_seed(seed)
+        photos = photographs()
+        arrays = {f"{split}_x": (blend_with_photos(s.x, photos, generator) * 255).round().to(torch.uint8)
+                  for split, s in (("train", mnist_train), ("test", mnist_test))}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(arrays, tmp)
+        tmp.replace(path)
+    train, test = (TensorSet(arrays[f"{split}_x"].float().div_(255), s.y, DIGIT_CLASSES, f"mnist-m/{split}")
+                   for split, s in (("train", mnist_train), ("test", mnist_test)))
+    print(f"mnist-m: {len(train):,} train / {len(test):,} test, MNIST digits blended with crops of "
+          f"{len(PHOTOS) + 2} photographs (seed {seed})")
     return train, test
 
 

@@ -28,6 +28,7 @@ class History:
     test_acc: list[float] = field(default_factory=list)
     seconds: float = 0.0
     samples_per_s: float = 0.0
+    extra: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +72,9 @@ def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple
     return _loss(out, y).item() / len(y), accuracy
 
 
+SCHEDULES = {"cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)), "constant": lambda p: 1.0}
+
+
 def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
@@ -81,16 +85,20 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 
 def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
         lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
-        weight_decay: float = 0.0, cosine: bool = True, perturb=None, device=None, desc: str = "",
-        progress: bool = True) -> History:
+        weight_decay: float = 0.0, schedule="cosine", perturb=None, objective=None, device=None,
+        desc: str = "", progress: bool = True) -> History:
     """Train `model` on `train` with mini-batch SGD or Adam; evaluate on `test` each epoch.
 
-    With `cosine` the learning rate decays to zero over the run (per step). `perturb`, if
-    given, maps each batch ``(model, x, y) -> x`` before the step (e.g.
-    `nblib.attacks.AdversarialBatches` for adversarial training); give it a stable repr,
-    since the cache keys on it. A NaN or
-    infinite training loss stops with a FloatingPointError naming the epoch. The model is
-    left on `device` (default: `pick_device()`), in eval mode.
+    `schedule` scales the learning rate per step by a function of training progress
+    p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, or any callable p → factor.
+    Two hooks change what a step does; give them a stable repr, since the cache keys on
+    them. `perturb` maps each batch ``(model, x, y) -> x`` before the step (e.g.
+    `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
+    ``objective(model, x, y, p) -> (summed loss, outputs for accuracy)``; if it has an
+    ``epoch_end()`` method, the dict it returns is appended to ``History.extra`` (e.g.
+    `nblib.dann.DomainAdversarial`). A NaN or infinite training loss stops with a
+    FloatingPointError naming the epoch. The model is left on `device` (default:
+    `pick_device()`), in eval mode.
     """
     device = torch.device(device) if device else pick_device()
     model.to(device)
@@ -102,7 +110,8 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps) if cosine else None
+    factor = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factor(step / (epochs * steps)))
     history = History()
     start = time.perf_counter()
     with progress_bar(epochs * steps, desc or type(model).__name__, progress) as bar:
@@ -116,13 +125,15 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
                 xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
                 if perturb is not None:
                     xb = perturb(model, xb, yb)
-                out = model(xb)
-                loss = _loss(out, yb)
+                if objective is None:
+                    out = model(xb)
+                    loss = _loss(out, yb)
+                else:
+                    loss, out = objective(model, xb, yb, sched.last_epoch / (epochs * steps))
                 opt.zero_grad(set_to_none=True)
                 (loss / len(out)).backward()
                 opt.step()
-                if sched:
-                    sched.step()
+                sched.step()
                 total_loss += loss.detach()
                 if classify:
                     total_correct += (out.detach().argmax(1) == yb).sum()
@@ -133,6 +144,8 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
                                          f"(lr={lr}); lower the learning rate")
             history.train_loss.append(train_loss)
             history.train_acc.append(total_correct.item() / n if classify else math.nan)
+            for key, value in (getattr(objective, "epoch_end", dict)()).items():
+                history.extra.setdefault(key, []).append(value)
             if test is not None:
                 test_loss, test_acc = evaluate(model, test)
                 history.test_loss.append(test_loss)

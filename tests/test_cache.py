@@ -13,6 +13,7 @@ def digits():
 
 
 def _fit(name, data, **kw):
+    torch.manual_seed(0)  # the same starting weights each call, so the same key
     model = nblib.mlp([784, 16, 10])
     return model, nblib.fit_cached(name, model, data[0], data[1], epochs=2, lr=0.1, progress=False, **kw)
 
@@ -76,3 +77,14 @@ def test_memo_stores_frames_and_tensors_keyed_by_model_content(smoke):
     with torch.no_grad():
         model[1].weight += 1  # different weights → a different key
     assert cache.memo("t-memo", lambda: "recomputed", model=model) == "recomputed"
+
+
+def test_keys_are_stable_across_processes():
+    import subprocess
+    import sys
+
+    code = ("import nblib, torch; from nblib import cache, dann; torch.manual_seed(0); "
+            "print(cache.key('k', schedule=dann.lr_schedule, model=nblib.mlp([2, 2]), x=torch.ones(2), n=3))")
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(keys) == 1

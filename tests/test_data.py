@@ -30,7 +30,7 @@ def test_digits_resized():
 
 
 def test_unknown_data_set():
-    with pytest.raises(ValueError, match="fashion-mnist, mnist, digits"):
+    with pytest.raises(ValueError, match="fashion-mnist, mnist, digits, mnist-m"):
         data.load("cifar-100")
 
 
