@@ -1,11 +1,11 @@
 """Adversarial attacks: FGSM and PGD (L∞ and L2), their statistics, and transfer.
 
 Conventions follow torchattacks: images in [0, 1], labels as class indices, the result
-has the input's shape and stays in [0, 1]. An attack puts the model in eval mode and
-restores its mode afterwards; it takes gradients with `torch.autograd.grad`, so the
-model's parameter ``.grad`` fields are left untouched. Untargeted attacks increase the
-loss of the true class ``y``; with ``targeted=True``, ``y`` holds the target classes and
-the attack decreases their loss.
+has the input's shape and device and stays in [0, 1] (the work runs on the model's
+device). An attack puts the model in eval mode and restores its mode afterwards; it
+takes gradients with `torch.autograd.grad`, so the model's parameter ``.grad`` fields
+are left untouched. Untargeted attacks increase the loss of the true class ``y``; with
+``targeted=True``, ``y`` holds the target classes and the attack decreases their loss.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *[1] * (x.dim() - 1))
 
 
+def _on_model(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors moved to the model's device (inputs may live on the CPU, the model on a GPU)."""
+    device = next(model.parameters()).device
+    return [t.to(device) for t in tensors]
+
+
 def _l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1)
 
@@ -74,11 +80,13 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targete
     eps 8/255 for CIFAR, 0.1–0.3 for MNIST-like images.
     """
     _check(x, y, eps)
+    home = x.device
+    x, y = _on_model(model, x, y)
     with _eval_mode(model):
         x_adv = x.clone().detach().requires_grad_(True)
         loss = F.cross_entropy(_logits(model, x_adv, y), y)
         (grad,) = torch.autograd.grad(-loss if targeted else loss, x_adv)
-    return (x + eps * grad.sign()).clamp(0, 1).detach()
+    return (x + eps * grad.sign()).clamp(0, 1).detach().to(home)
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, alpha: float = 0.01,
@@ -95,7 +103,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
     iterate fooled the model (0 = the starting point; -1 = never).
     """
     _check(x, y, eps, alpha, steps, norm)
-    x = x.detach()
+    home = x.device
+    x, y = _on_model(model, x.detach(), y)
     if random_start and norm == "linf":
         delta = torch.empty_like(x).uniform_(-eps, eps)
     elif random_start:  # uniform radius in [0, eps] along a uniform direction
@@ -125,8 +134,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
                     delta = x_adv - x
                     delta = delta * _per_sample((eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0), x)
                 x_adv = (x + delta).clamp(0, 1)
-    x_adv = x_adv.detach()
-    return (x_adv, first) if return_iterations else x_adv
+    x_adv = x_adv.detach().to(home)
+    return (x_adv, first.to(home)) if return_iterations else x_adv
 
 
 @torch.no_grad()
@@ -134,6 +143,7 @@ def attack_stats(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torc
                  targeted: bool = False) -> dict[str, float]:
     """Success rate, mean L2 and L∞ perturbation, and mean confidence of the adversarial
     predictions (in the predicted class, or in the target class when `targeted`)."""
+    x, x_adv, y = _on_model(model, x, x_adv, y)
     with _eval_mode(model):
         probs = F.softmax(model(x_adv), dim=1)
     pred = probs.argmax(1)

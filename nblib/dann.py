@@ -112,15 +112,9 @@ class DomainAdversarial:
         return {"domain_loss": 2 * loss / count, "domain_acc": correct / count, "lambda": self.lambd}
 
 
-@torch.no_grad()
-def features_of(model: DANN, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """The feature extractor's output for `x` (eval mode; mode restored)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = torch.cat([model.features(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out.cpu()
+def features_of(model: DANN, x: torch.Tensor) -> torch.Tensor:
+    """The feature extractor's output for `x`, on the CPU."""
+    return predict(model, x, forward=model.features).cpu()
 
 
 def proxy_a_distance(source_features: torch.Tensor, target_features: torch.Tensor, seed: int = 0) -> float:

@@ -167,9 +167,8 @@ def size_report(model: nn.Module) -> dict[str, int]:
 
 @torch.no_grad()
 def latency(model: nn.Module, batch: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
-    """Median seconds of one forward pass of `batch` in eval mode on the CPU (mode restored)."""
-    was_training = model.training
-    model = model.eval().cpu()
+    """Median seconds of one forward pass of `batch` in eval mode on the CPU."""
+    model = copy.deepcopy(model).cpu().eval()  # a CPU copy: the caller's model stays where it is
     batch = batch.cpu()
     for _ in range(warmup):
         model(batch)
@@ -178,7 +177,6 @@ def latency(model: nn.Module, batch: torch.Tensor, repeats: int = 20, warmup: in
         start = time.perf_counter()
         model(batch)
         times.append(time.perf_counter() - start)
-    model.train(was_training)
     return statistics.median(times)
 
 

@@ -54,12 +54,14 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """The model's outputs for `x`, computed in eval mode in batches (mode restored)."""
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, forward=None) -> torch.Tensor:
+    """The model's outputs for `x` (or those of `forward`, e.g. ``model.features``),
+    computed in eval mode in batches on the model's device (mode restored)."""
     device = next(model.parameters()).device
+    forward = forward or model
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+    out = torch.cat([forward(x[i:i + batch_size].to(device)) for i in range(0, max(len(x), 1), batch_size)])
     model.train(was_training)
     return out
 
