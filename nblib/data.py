@@ -189,25 +189,30 @@ def _fetch(name: str) -> dict:
                           + f"\nTo get it: {HOW_TO_GET.get(name, 'see nblib/data.py')}.")
 
 
+def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
+    """The uint8 tensors stored under `filename` in the cache, or ``build()``'s, stored
+    atomically; an unreadable file is reported and rebuilt."""
+    path = config.cache_dir() / "data" / filename
+    if path.exists():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception as error:
+            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(arrays, tmp)
+    tmp.replace(path)
+    return arrays
+
+
 def load(name: str) -> tuple[TensorSet, TensorSet]:
     """Load data set `name` (``fashion-mnist``, ``mnist``, ``digits``, ``mnist-m``) as (train, test)."""
     if name == "mnist-m":
         return load_mnist_m()
     if name not in SOURCES:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join([*SOURCES, 'mnist-m'])}")
-    path = config.cache_dir() / "data" / f"{name}.pt"
-    arrays = None
-    if path.exists():
-        try:
-            arrays = torch.load(path, weights_only=True)
-        except Exception as error:
-            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
-    if arrays is None:
-        arrays = _fetch(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(arrays, tmp)
-        tmp.replace(path)
+    arrays = _cached_arrays(f"{name}.pt", lambda: _fetch(name))
     classes = SOURCES[name][0]
     train, test = (TensorSet(arrays[f"{s}_x"].float().div_(255), arrays[f"{s}_y"].long(), classes, f"{name}/{s}")
                    for s in ("train", "test"))
@@ -251,22 +256,13 @@ def load_mnist_m(seed: int = 0) -> tuple[TensorSet, TensorSet]:
     and split, each blended with a crop of a real photograph. Deterministic given `seed`;
     cached as uint8 tensors after the first build."""
     mnist_train, mnist_test = load("mnist")
-    path = config.cache_dir() / "data" / f"mnist-m-{mnist_train.id.split(':')[-1]}-{seed}.pt"
-    arrays = None
-    if path.exists():
-        try:
-            arrays = torch.load(path, weights_only=True)
-        except Exception as error:
-            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
-    if arrays is None:
-        generator = torch.Generator().manual_seed(seed)
-        photos = photographs()
-        arrays = {f"{split}_x": (blend_with_photos(s.x, photos, generator) * 255).round().to(torch.uint8)
-                  for split, s in (("train", mnist_train), ("test", mnist_test))}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(arrays, tmp)
-        tmp.replace(path)
+
+    def build():
+        generator, photos = torch.Generator().manual_seed(seed), photographs()
+        return {f"{split}_x": (blend_with_photos(s.x, photos, generator) * 255).round().to(torch.uint8)
+                for split, s in (("train", mnist_train), ("test", mnist_test))}
+
+    arrays = _cached_arrays(f"mnist-m-{mnist_train.id.split(':')[-1]}-{seed}.pt", build)
     train, test = (TensorSet(arrays[f"{split}_x"].float().div_(255), s.y, DIGIT_CLASSES, f"mnist-m/{split}")
                    for split, s in (("train", mnist_train), ("test", mnist_test)))
     print(f"mnist-m: {len(train):,} train / {len(test):,} test, MNIST digits blended with crops of "
