@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .train import eval_mode as _eval_mode
+
 NORMS = ("linf", "l2")
 
 
@@ -60,19 +62,6 @@ def _l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1)
 
 
-class _eval_mode:
-    """Evaluate the model in eval mode; restore its mode on exit."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self):
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
-
-
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targeted: bool = False) -> torch.Tensor:
     """Fast Gradient Sign Method (Goodfellow et al. 2015), L∞.
 
@@ -96,7 +85,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
 
     Repeat `steps` times: step of size `alpha` along sign(∇ₓ loss) (L∞) or ∇ₓ loss / ‖∇ₓ loss‖₂
     (L2), project back onto the eps-ball around x, clamp to [0, 1]. With `random_start`
-    the search starts at a uniform point of the ball. Defaults: eps 0.03, alpha 0.01, 40
+    the search starts at a random point of the ball (L∞: uniform; L2: uniform direction
+    and radius). Defaults: eps 0.03, alpha 0.01, 40
     steps, L∞.
 
     With ``return_iterations=True`` also returns, per sample, the first iteration whose

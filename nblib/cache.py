@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -53,14 +51,8 @@ def path_for(stem: str) -> Path:
 
 
 def save(path: Path, payload: dict) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    """Write atomically (`config.write_atomic`)."""
+    config.write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load(path: Path) -> dict | None:
@@ -152,6 +144,7 @@ def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | 
     run = config.current()
     extras = train_or_load(
         name, model, lambda m: fit(m, train, test, desc=name, **fit_kwargs).to_dict(),
-        train=train.id, test=test.id if test is not None else None, fit=fit_kwargs,
+        train=train.id, test=test.id if test is not None else None,
+        fit={k: v for k, v in fit_kwargs.items() if k != "progress"},
         profile=run.profile, seed=run.seed)
     return History.from_dict(extras)

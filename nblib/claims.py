@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import operator
-import os
-import tempfile
 from pathlib import Path
 
 from . import config
@@ -37,13 +35,6 @@ def reset_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "") -> bool:
     """Record that ``value op target`` (e.g. ``0.93 >= 0.9``) and check it.
 
@@ -58,7 +49,8 @@ def claim(id: str, value: float, op: str, target: float, ref: str = "", statemen
     record = {"id": id, "statement": statement, "value": value, "op": op, "target": target,
               "passed": passed, "ref": ref, "profile": run.profile, "device": str(run.device)}
     records = [r for r in read_file(results_file(run.chapter)) if r["id"] != id] + [record]
-    _write_atomic(results_file(run.chapter), json.dumps(records, indent=1))
+    text = json.dumps(records, indent=1)
+    config.write_atomic(results_file(run.chapter), lambda tmp: Path(tmp).write_text(text))
     mark = "PASS" if passed else ("FAIL" if run.asserts_claims else "fail (not asserted at smoke)")
     print(f"[{mark}] {id}: {value:.4g} {op} {target:.4g}" + (f"   (paper: {ref})" if ref else ""))
     if not passed and run.asserts_claims:

@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("book", help="write book/claims.md and build the HTML book with jupyter-book")
     b.set_defaults(func=_cmd_book)
     d = sub.add_parser("data", help="fetch or check the data sets")
-    d.add_argument("names", nargs="*", help=f"default: all of {', '.join(data.SOURCES)}")
+    d.add_argument("names", nargs="*", help=f"default: all of {', '.join([*data.SOURCES, 'mnist-m'])}")
     d.set_defaults(func=_cmd_data)
     c = sub.add_parser("clean", help="remove executed chapters, results and the built book")
     c.add_argument("--cache", action="store_true", help="also remove cached models and data tensors")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +29,13 @@ def check_profile(profile: str) -> str:
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
-    """CUDA > MPS > CPU; ``preferred`` or ``$NBLIB_DEVICE`` overrides."""
+    """CUDA > MPS > CPU; ``preferred``, ``$NBLIB_DEVICE`` or the device given to `setup`
+    overrides."""
     name = preferred or os.environ.get("NBLIB_DEVICE")
     if name:
         return torch.device(name)
+    if _current is not None:  # the device `setup` chose for the running chapter
+        return _current.device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -43,6 +48,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary file beside `path`, then rename it onto `path`: an
+    interrupted write never leaves a half-written file, and the temporary file is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def project_root() -> Path:

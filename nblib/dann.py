@@ -135,14 +135,10 @@ def proxy_a_distance(source_features: torch.Tensor, target_features: torch.Tenso
     return 2.0 * (1.0 - 2.0 * error)
 
 
-def confident(model: nn.Module, target: TensorSet, threshold: float = 0.9) -> torch.Tensor:
-    """Mask of the samples whose predicted class has probability ≥ `threshold`."""
-    return torch.softmax(predict(model, target.x), 1).cpu().max(1).values >= threshold
-
-
-def pseudo_label(model: nn.Module, target: TensorSet, threshold: float = 0.9) -> TensorSet:
-    """The confidently predicted target samples, labelled with the model's prediction
-    (self-training on the target domain; the target's own labels are not used)."""
-    keep = confident(model, target, threshold)
-    labels = predict(model, target.x[keep]).argmax(1).cpu()
-    return TensorSet(target.x[keep], labels, target.classes, f"{target.name}/pseudo@{threshold}")
+def pseudo_label(model: nn.Module, target: TensorSet, threshold: float = 0.9) -> tuple[TensorSet, torch.Tensor]:
+    """The target samples whose predicted class has probability ≥ `threshold`, labelled
+    with that prediction (self-training; the target's own labels are not used), and
+    their indices in `target`."""
+    confidence, labels = torch.softmax(predict(model, target.x), 1).cpu().max(1)
+    kept = torch.nonzero(confidence >= threshold).flatten()
+    return TensorSet(target.x[kept], labels[kept], target.classes, f"{target.name}/pseudo@{threshold}"), kept

@@ -51,7 +51,7 @@ class TensorSet:
     def id(self) -> str:
         """A short content fingerprint, used in cache keys."""
         digest = hashlib.sha1(self.y.cpu().numpy().tobytes())
-        digest.update(self.x.flatten()[:: max(1, self.x.numel() // 100_000)].cpu().numpy().tobytes())
+        digest.update(self.x[:: max(1, len(self) // 256)].cpu().contiguous().numpy().tobytes())
         return f"{self.name}:{len(self)}:{digest.hexdigest()[:12]}"
 
     def subset(self, n: int, seed: int = 0) -> TensorSet:
@@ -199,10 +199,7 @@ def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
         except Exception as error:
             print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
     arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(arrays, tmp)
-    tmp.replace(path)
+    config.write_atomic(path, lambda tmp: torch.save(arrays, tmp))
     return arrays
 
 

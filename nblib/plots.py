@@ -28,24 +28,6 @@ def curves(histories: dict[str, History], metrics=("train_loss", "test_acc"), lo
     return axes
 
 
-def image_grid(x: torch.Tensor, titles: list[str] | None = None, ncols: int = 8, size: float = 1.4,
-               cmap: str = "gray"):
-    """Show images (N×C×H×W in [0, 1]) in a grid, with optional titles."""
-    n = len(x)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        img = x[i].detach().cpu()
-        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap=cmap, vmin=0, vmax=1)
-        if titles:
-            ax.set_title(titles[i], fontsize=8)
-    plt.tight_layout()
-    return fig
-
-
 def function_fits(x: torch.Tensor, target: torch.Tensor, fits: dict[str, torch.Tensor], ax=None, title=""):
     """The target function and each model's fit of it, on the same axes."""
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]

@@ -91,10 +91,10 @@ def prune_channels(model: nn.Sequential, amount: float) -> nn.Sequential:
     norms, the next convolution and the classifier to match. Returns a new, physically
     smaller dense network; the input model is unchanged."""
     _check_amount(amount)
-    layers = list(copy.deepcopy(model))
-    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
-    if not convs or not isinstance(model, nn.Sequential):
+    if not isinstance(model, nn.Sequential) or not any(isinstance(m, nn.Conv2d) for m in model):
         raise ValueError("prune_channels needs an nn.Sequential CNN (nblib.models.cnn)")
+    device = next(model.parameters()).device
+    layers = list(copy.deepcopy(model).cpu())
     keep = None
     for i, layer in enumerate(layers):
         if isinstance(layer, nn.Conv2d):
@@ -110,7 +110,7 @@ def prune_channels(model: nn.Sequential, amount: float) -> nn.Sequential:
         elif isinstance(layer, nn.Linear) and keep is not None:
             layers[i] = _slice_linear_inputs(layer, keep, channels)
             keep = None
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers).to(device)
 
 
 def _slice_conv(conv: nn.Conv2d, inputs=None, outputs=None) -> nn.Conv2d:

@@ -68,50 +68,62 @@ def _first_error(notebook: Path) -> str:
     return "papermill failed before any cell ran"
 
 
-def kernel_env(root: Path) -> dict:
+def kernel_env(results: Path) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
-    ``python3`` kernelspec resolves to it), batch mode, and the book's results folder."""
+    ``python3`` kernelspec resolves to it), batch mode, and where to record claims."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["NBLIB_BATCH"] = "1"
-    env["NBLIB_RESULTS"] = str(root / "results")
+    env["NBLIB_RESULTS"] = str(results)
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
 
 
 def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Result:
-    """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there."""
+    """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
+
+    The executed notebook and its claims (recorded in ``results/.staging/`` while it runs)
+    replace the previous ones together, and only when the chapter succeeded: after a
+    failure or an interruption the last good notebook and its claims stay as they were."""
     out_dir = root / "book" / "chapters"
     out_dir.mkdir(parents=True, exist_ok=True)
     final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
                           out_dir / f".{notebook.stem}.running.ipynb")
-    claims.reset_file(root / "results" / f"{notebook.stem}.json")
+    staging = root / "results" / ".staging"
+    staged, recorded = staging / f"{notebook.stem}.json", root / "results" / f"{notebook.stem}.json"
+    claims.reset_file(staged)
     command = [sys.executable, "-m", "papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=kernel_env(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(command, env=kernel_env(staging), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
         error = "" if proc.returncode == 0 else _first_error(tmp)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        log, error = "", f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
+        log, _ = proc.communicate()
+        error = f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
     except BaseException:  # Ctrl-C: stop the kernel, leave nothing half-written
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         tmp.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - start
+    records = claims.read_file(staged)
     if not error:
         os.replace(tmp, final)
         failed.unlink(missing_ok=True)
-    elif tmp.exists():
+        if staged.exists():
+            os.replace(staged, recorded)
+        else:
+            recorded.unlink(missing_ok=True)
+    elif tmp.exists():  # a failed chapter blocks `nblib book` until it passes
         os.replace(tmp, failed)
+    else:
+        failed.write_text(json.dumps({"error": error}))
     if error and log and not error.startswith("code cell"):
         error += "\n" + log[-2000:]
-    records = claims.read_file(root / "results" / f"{notebook.stem}.json")
     passed = sum(r["passed"] for r in records)
     return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
 

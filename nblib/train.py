@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -53,17 +54,25 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         F.mse_loss(out, y, reduction="sum")
 
 
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with `model` in eval mode; restore its mode afterwards, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, forward=None) -> torch.Tensor:
     """The model's outputs for `x` (or those of `forward`, e.g. ``model.features``),
     computed in eval mode in batches on the model's device (mode restored)."""
     device = next(model.parameters()).device
     forward = forward or model
-    was_training = model.training
-    model.eval()
-    out = torch.cat([forward(x[i:i + batch_size].to(device)) for i in range(0, max(len(x), 1), batch_size)])
-    model.train(was_training)
-    return out
+    with eval_mode(model):
+        return torch.cat([forward(x[i:i + batch_size].to(device)) for i in range(0, max(len(x), 1), batch_size)])
 
 
 def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple[float, float]:

@@ -89,6 +89,7 @@ def test_proxy_a_distance_separates_and_mixes():
 def test_pseudo_labels_use_predictions_not_truth(mnist_m):
     _, (train, _) = mnist_m
     model = dann.DANN()
-    pseudo = dann.pseudo_label(model, train.subset(100), threshold=0.0)
+    pseudo, kept = dann.pseudo_label(model, train.subset(100), threshold=0.0)
     assert len(pseudo) == 100 and torch.equal(pseudo.y, nblib.predict(model, train.subset(100).x).argmax(1))
-    assert len(dann.pseudo_label(model, train.subset(100), threshold=1.01)) == 0
+    assert torch.equal(kept, torch.arange(100))
+    assert len(dann.pseudo_label(model, train.subset(100), threshold=1.01)[0]) == 0
