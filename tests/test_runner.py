@@ -86,3 +86,14 @@ def test_claims_page(root):
     runner.run(root, ["01"], "smoke", 300, False)
     text, total, passed = runner.claims_page(root)
     assert (total, passed) == (1, 1) and "`ok/x`" in text and "| smoke |" in text
+
+
+def test_a_failed_rerun_keeps_the_last_good_notebook_and_claims(root):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    good = (root / "book" / "chapters" / "01_ok.ipynb").read_text()
+    make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK.replace('1.0, ">"', '2.0, ">"'), "1 / 0")
+    assert not runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    assert (root / "book" / "chapters" / "01_ok.ipynb").read_text() == good
+    assert json.loads((root / "results" / "01_ok.json").read_text())[0]["value"] == 1.0  # not the failed run's
+    with pytest.raises(RuntimeError, match="01_ok failed on its last run"):
+        runner.build_book(root)
