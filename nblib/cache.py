@@ -10,6 +10,7 @@ is reported and the model retrained.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -28,13 +29,18 @@ CODE_VERSION = 1
 
 def fingerprint(value) -> str:
     """A content hash for what goes into a key: a model's weights, a tensor's values, a
-    function's qualified name, else the value's str (dataclasses, numbers, lists)."""
+    function's qualified name and code (so two lambdas differ), else the value's str
+    (dataclasses, numbers, lists)."""
     if isinstance(value, nn.Module):
         value = torch.cat([t.detach().flatten().float().cpu() for t in value.state_dict().values()])
     if isinstance(value, torch.Tensor):
         return hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-    if callable(value) and hasattr(value, "__qualname__"):  # a function: its name, not its address
-        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, functools.partial):
+        return f"partial({fingerprint(value.func)}, {value.args!r}, {value.keywords!r})"
+    if hasattr(value, "__code__"):  # a function or lambda: its name and code, not its address
+        code = value.__code__
+        body = hashlib.sha1(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
+        return f"{value.__module__}.{value.__qualname__}:{body}"
     return str(value)
 
 

@@ -88,3 +88,4 @@ def test_keys_are_stable_across_processes():
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)}
     assert len(keys) == 1
+    assert cache.key("k", f=lambda p: 1.0) != cache.key("k", f=lambda p: 1 - p)
