@@ -61,9 +61,6 @@ class TensorSet:
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}]")
 
-    def to(self, device) -> TensorSet:
-        return TensorSet(self.x.to(device), self.y.to(device), self.classes, self.name)
-
     def rgb(self) -> TensorSet:
         """Greyscale images repeated to three channels (to share a network with colour ones)."""
         return self if self.x.shape[1] == 3 else TensorSet(self.x.expand(-1, 3, -1, -1), self.y, self.classes,
