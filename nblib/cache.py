@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -27,21 +28,71 @@ from .train import History, fit
 CODE_VERSION = 1
 
 
+def _tensor_hash(t: torch.Tensor) -> str:
+    """Shape, dtype and every value: two tensors with the same bytes but other shapes differ."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha1(f"{tuple(t.shape)}{t.dtype}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _code_hash(code: types.CodeType) -> str:
+    """Bytecode, names and constants; nested code objects (comprehensions, inner
+    functions) by their own hash, never by their repr, which holds a memory address."""
+    consts = [_code_hash(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return hashlib.sha1(code.co_code + repr((consts, code.co_names)).encode()).hexdigest()[:12]
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _global_names(c)
+    return names
+
+
+def _function_hash(f: types.FunctionType, seen: frozenset = frozenset()) -> str:
+    """What a function computes: its code, its default arguments, the values it closes
+    over, and the functions of its own module it calls (a notebook's helpers), each by
+    content. Functions of other modules are covered by their code version (`CODE_VERSION`)."""
+    seen = seen | {id(f)}
+    helpers = {name: _function_hash(g, seen) for name in sorted(_global_names(f.__code__))
+               if isinstance(g := f.__globals__.get(name), types.FunctionType)
+               and g.__module__ == f.__module__ and id(g) not in seen}
+    cells = [fingerprint(c.cell_contents) for c in f.__closure__ or () if c.cell_contents is not f]
+    parts = [_code_hash(f.__code__), [fingerprint(d) for d in f.__defaults__ or ()],
+             {k: fingerprint(v) for k, v in (f.__kwdefaults__ or {}).items()}, cells, helpers]
+    return f"{f.__module__}.{f.__qualname__}:{hashlib.sha1(repr(parts).encode()).hexdigest()[:12]}"
+
+
 def fingerprint(value) -> str:
-    """A content hash for what goes into a key: a model's weights, a tensor's values, a
-    function's qualified name and code (so two lambdas differ), else the value's str
-    (dataclasses, numbers, lists)."""
+    """A content hash for what goes into a key: a model's parameter names, shapes, dtypes
+    and values; a tensor's; a data set's content id; a function's code, defaults, closure
+    and helpers (so two schedules from one factory differ); else the value's repr, which
+    must not be an address (TypeError: give the object a repr that says what it is)."""
+    from .data import TensorSet
+
     if isinstance(value, nn.Module):
-        value = torch.cat([t.detach().flatten().float().cpu() for t in value.state_dict().values()])
+        return hashlib.sha1(repr([(name, _tensor_hash(t)) for name, t in value.state_dict().items()])
+                            .encode()).hexdigest()[:16]
     if isinstance(value, torch.Tensor):
-        return hashlib.sha1(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+        return _tensor_hash(value)
+    if isinstance(value, TensorSet):
+        return value.id
     if isinstance(value, functools.partial):
-        return f"partial({fingerprint(value.func)}, {value.args!r}, {value.keywords!r})"
-    if hasattr(value, "__code__"):  # a function or lambda: its name and code, not its address
-        code = value.__code__
-        body = hashlib.sha1(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
-        return f"{value.__module__}.{value.__qualname__}:{body}"
-    return str(value)
+        return (f"partial({fingerprint(value.func)}, {[fingerprint(a) for a in value.args]}, "
+                f"{ {k: fingerprint(v) for k, v in value.keywords.items()} })")
+    if isinstance(value, types.FunctionType):
+        return _function_hash(value)
+    if isinstance(value, (list, tuple)):
+        return repr([fingerprint(v) for v in value])
+    if isinstance(value, dict):
+        return repr({str(k): fingerprint(v) for k, v in value.items()})
+    text = repr(value)
+    if " at 0x" in text:
+        raise TypeError(f"cannot make a cache key from {text}: its repr is a memory address; "
+                        "give it a __repr__ that says what it is")
+    return text
 
 
 def key(name: str, **parts) -> str:
@@ -77,9 +128,24 @@ def _seed_of(stem: str) -> int:
     return int(stem.rsplit("-", 1)[1], 16) % 2**31
 
 
-def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], dict], **parts) -> dict:
+def _fits(model: nn.Module, cached: dict, path: Path) -> bool:
+    """Whether a stored payload holds weights of exactly `model`'s names, shapes and dtypes
+    (checked before loading, so a mismatch leaves the model untouched)."""
+    state = cached.get("state")
+    wanted = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    stored = {k: (tuple(v.shape), v.dtype) for k, v in state.items()} if isinstance(state, dict) else None
+    if stored == wanted and "extras" in cached:
+        return True
+    warnings.warn(f"cached model {path} does not match this model (other parameters or shapes, or missing "
+                  "parts); retraining", stacklevel=3)
+    return False
+
+
+def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], dict], device=None,
+                  **parts) -> dict:
     """Load `model`'s weights and the stored extras if cached, else run ``train_fn(model)``
-    (which returns a dict of plain extras, e.g. a history) and store both.
+    (which returns a dict of plain extras, e.g. a history) and store both. Either way the
+    model ends on `device` (default `pick_device()`) in eval mode.
 
     Training is seeded from the key, and the random state afterwards is the same whether
     the model was trained or loaded, so a warm re-run builds the same later models.
@@ -88,14 +154,14 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
     path = path_for(stem)
     seed = _seed_of(stem)
     cached = load(path)
-    if cached is not None:
+    if cached is not None and _fits(model, cached, path):
         model.load_state_dict(cached["state"])
-        model.to(config.pick_device()).eval()
         extras = cached["extras"]
     else:
         config.seed_everything(seed)
         extras = train_fn(model)
         save(path, {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extras": extras})
+    model.to(config.pick_device(device)).eval()
     config.seed_everything(seed + 1)
     return extras
 
@@ -128,11 +194,16 @@ def _decode(value):
 def memo(name: str, compute: Callable[[], object], **parts):
     """``compute()``, or its stored result when called before with the same parts (models
     and tensors among them are keyed by content). For experiments that are slow but are
-    not training, e.g. an attack sweep. The result may hold DataFrames, tensors, numbers
-    and strings, in dicts, lists and tuples. Seeded like `train_or_load`."""
-    stem = key(name, **parts)
+    not training, e.g. an attack sweep. The key covers `compute` itself (its code, defaults,
+    closure and the notebook helpers it calls), so editing the computation recomputes it.
+    The result may hold DataFrames, tensors, numbers and strings, in dicts, lists and
+    tuples. Seeded like `train_or_load`."""
+    stem = key(name, compute=compute, **parts)
     path = path_for(stem)
     cached = load(path)
+    if cached is not None and "value" not in cached:
+        warnings.warn(f"cached result {path} holds no value; recomputing", stacklevel=2)
+        cached = None
     if cached is not None:
         value = _decode(cached["value"])
     else:
@@ -149,7 +220,7 @@ def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | 
     settings loads the weights and history instead of training."""
     run = config.current()
     extras = train_or_load(
-        name, model, lambda m: fit(m, train, test, desc=name, **fit_kwargs).to_dict(),
+        name, model, lambda m: fit(m, train, test, desc=name, **fit_kwargs).to_dict(), device=fit_kwargs.get("device"),
         train=train.id, test=test.id if test is not None else None,
         fit={k: v for k, v in fit_kwargs.items() if k != "progress"},
         profile=run.profile, seed=run.seed)

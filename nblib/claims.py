@@ -1,9 +1,12 @@
 """Claims: a chapter's findings, recorded and checked.
 
 ``claim("random-labels/train-acc", acc, ">=", 0.95, ref="Zhang et al. 2017: 100%")``
-appends the finding to ``results/<chapter>.json``. At the ``quick`` and ``full``
-profiles a claim that does not hold raises `ClaimFailed` after it has been recorded, so
-the run fails and the record says why; at ``smoke`` it is only recorded.
+appends the finding, with the profile, the device and the data it was measured on, to
+``<chapter>.json`` in `nblib.config.claims_dir()` (``nblib run`` publishes it as
+``results/<chapter>.json``; a chapter run by hand writes to ``results/interactive/``). At
+the ``quick`` and ``full`` profiles a claim that does not hold raises `ClaimFailed` after
+it has been recorded, so the run fails and the record says why; at ``smoke`` it is only
+recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ class ClaimFailed(AssertionError):
 
 
 def results_file(chapter: str) -> Path:
-    return config.results_dir() / f"{chapter}.json"
+    """Where the running chapter's claims are recorded."""
+    return config.claims_dir() / f"{chapter}.json"
 
 
 def read_file(path: Path) -> list[dict]:
@@ -35,11 +39,34 @@ def reset_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "") -> bool:
+def describe_data(records: list[dict]) -> list[str]:
+    """'mnist/train: 10,000 of 60,000 (a subset) from …', one line per data set."""
+    return [f"{d['name']}: {d['size']:,}" + (f" of {d['of']:,} (a subset)" if d["size"] < d["of"] else "")
+            + f" from {d['source']}" for d in records]
+
+
+def data_short(record: dict) -> str:
+    """The data sets of a claim record by name and size, e.g. 'mnist/train 10,000 of 60,000'."""
+    return "; ".join(f"{d['name']} {d['size']:,}" + (f" of {d['of']:,}" if d["size"] < d["of"] else "")
+                     for d in record.get("data", []))
+
+
+def paper_beside_ours(record: dict) -> str:
+    """The paper's number, with a warning when ours was measured on a subset of a data set."""
+    parts = [f"{d['name']} {d['size']:,} of {d['of']:,}" for d in record.get("data", []) if d["size"] < d["of"]]
+    if record["ref"] and parts:
+        return f"{record['ref']} (ours on a subset: {', '.join(parts)})"
+    return record["ref"]
+
+
+def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "",
+          data: list | None = None) -> bool:
     """Record that ``value op target`` (e.g. ``0.93 >= 0.9``) and check it.
 
-    `ref` gives the paper's own number; `statement` says the finding in words. A claim
-    with the same id replaces the earlier record. Returns whether it held.
+    `ref` gives the paper's own number; `statement` says the finding in words; `data`
+    lists the `TensorSet`s it was measured on (default: every data set the chapter has
+    loaded or subsampled so far). A claim with the same id replaces the earlier record.
+    Returns whether it held.
     """
     if op not in OPERATORS:
         raise ValueError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
@@ -47,7 +74,8 @@ def claim(id: str, value: float, op: str, target: float, ref: str = "", statemen
     value, target = float(value), float(target)
     passed = bool(OPERATORS[op](value, target))
     record = {"id": id, "statement": statement, "value": value, "op": op, "target": target,
-              "passed": passed, "ref": ref, "profile": run.profile, "device": str(run.device)}
+              "passed": passed, "ref": ref, "profile": run.profile, "device": str(run.device),
+              "data": config.data_used() if data is None else [d.provenance() for d in data]}
     records = [r for r in read_file(results_file(run.chapter)) if r["id"] != id] + [record]
     text = json.dumps(records, indent=1)
     config.write_atomic(results_file(run.chapter), lambda tmp: Path(tmp).write_text(text))
@@ -62,6 +90,7 @@ def summary(chapter: str | None = None):
     """The claims recorded for `chapter` (default: the running one) as a table."""
     import pandas as pd
 
-    records = read_file(results_file(chapter or config.current().chapter))
-    columns = ["id", "statement", "value", "op", "target", "passed", "ref"]
+    records = [r | {"ref": paper_beside_ours(r), "data": data_short(r)}
+               for r in read_file(results_file(chapter or config.current().chapter))]
+    columns = ["id", "statement", "value", "op", "target", "passed", "ref", "data"]
     return pd.DataFrame(records, columns=columns).set_index("id")

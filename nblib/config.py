@@ -89,9 +89,21 @@ def data_dir() -> Path | None:
     return Path(path) if path else None
 
 
-def results_dir() -> Path:
-    """Where chapters record their claims: ``$NBLIB_RESULTS`` or ``<root>/results``."""
-    path = Path(os.environ.get("NBLIB_RESULTS", project_root() / "results"))
+def results_dir(root: Path | None = None) -> Path:
+    """The published claims, one file per chapter, that `nblib book` reads:
+    ``$NBLIB_RESULTS``, else ``results/`` in the book's `root` (default `project_root()`).
+    Only `nblib run` writes here."""
+    path = Path(os.environ.get("NBLIB_RESULTS") or (root or project_root()) / "results")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def claims_dir() -> Path:
+    """Where a running chapter records its claims: the staging folder `nblib run` names in
+    ``$NBLIB_CLAIMS_DIR``, else (a chapter run by hand, e.g. in JupyterLab)
+    ``results_dir()/interactive``, which the book never publishes."""
+    staged = os.environ.get("NBLIB_CLAIMS_DIR")
+    path = Path(staged) if staged else results_dir() / "interactive"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -109,6 +121,17 @@ class Setup:
 
 
 _current: Setup | None = None
+_data_used: dict[str, dict] = {}
+
+
+def note_data(provenance: dict) -> None:
+    """Remember a data set the running chapter uses (`nblib.data` calls this on load)."""
+    _data_used[provenance["name"]] = provenance
+
+
+def data_used() -> list[dict]:
+    """Provenance of every data set the running chapter has loaded or subsampled so far."""
+    return list(_data_used.values())
 
 
 def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | None = None) -> Setup:
@@ -119,6 +142,7 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | Non
     """
     global _current
     check_profile(profile)
+    _data_used.clear()
     _current = Setup(chapter, profile, seed, pick_device(device))
     seed_everything(seed)
     threads = torch.get_num_threads()

