@@ -2,20 +2,33 @@
 
 A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends with
 ``nblib.claim(...)``; everything in between that is not the point of the chapter lives in
-the topic modules: config, data, models, train, cache, claims, plots.
+the topic modules: config, data, models, train, cache, claims, plots, attacks, dann,
+pruning. Modules load on first use, so the ``nblib`` command starts without torch.
 """
 
-from . import claims, plots  # plots sets the book's figure style
-from .cache import fit_cached, memo, train_or_load
-from .claims import claim
+import importlib
+
 from .config import PROFILES, interactive, pick_device, seed_everything, setup
-from .data import TensorSet, load
-from .models import ResNet, cnn, count_params, match_params, mlp
-from .train import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
-__all__ = [
-    "PROFILES", "History", "ResNet", "TensorSet", "claim", "claims", "cnn", "count_params", "evaluate", "fit",
-    "fit_cached", "interactive", "load", "match_params", "memo", "mlp", "pick_device", "plots", "predict",
-    "seed_everything", "setup", "train_or_load",
-]
+
+_MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "models", "plots", "pruning", "runner", "train"}
+_NAMES = {
+    "fit_cached": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
+    "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",
+    "match_params": "models", "mlp": "models", "History": "train", "evaluate": "train", "fit": "train",
+    "predict": "train",
+}
+__all__ = ["PROFILES", "interactive", "pick_device", "seed_everything", "setup", *sorted(_NAMES)]
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'nblib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_MODULES, *_NAMES])

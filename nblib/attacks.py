@@ -25,26 +25,29 @@ NORMS = ("linf", "l2")
 
 def _check(x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float = 1.0, steps: int = 1,
            norm: str = "linf") -> None:
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    if alpha <= 0:
-        raise ValueError(f"alpha (the step size) must be > 0, got {alpha}")
+    """Arguments checked once, before any work (``not v >= 0`` also catches NaN)."""
+    if not eps >= 0 or eps == float("inf"):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+    if not alpha > 0 or alpha == float("inf"):
+        raise ValueError(f"alpha (the step size) must be a finite number > 0, got {alpha}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+    if x.numel() and not torch.isfinite(x).all():
+        raise ValueError("images x contain NaN or infinite values")
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(f"images x must lie in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
     if y.shape != (len(x),):
         raise ValueError(f"labels y must have shape ({len(x)},) to match x, got {tuple(y.shape)}")
+    if y.dtype != torch.long:
+        raise TypeError(f"labels y must be int64 class indices, not {y.dtype}")
 
 
-def _logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    out = model(x)
-    if y.numel() and (y.min() < 0 or y.max() >= out.shape[1]):
-        raise ValueError(f"labels y must be class indices in [0, {out.shape[1] - 1}], "
+def _check_labels(y: torch.Tensor, logits: torch.Tensor) -> None:
+    if y.numel() and (y.min() < 0 or y.max() >= logits.shape[1]):
+        raise ValueError(f"labels y must be class indices in [0, {logits.shape[1] - 1}], "
                          f"got values in [{y.min()}, {y.max()}]")
-    return out
 
 
 def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -73,26 +76,36 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targete
     x, y = _on_model(model, x, y)
     with _eval_mode(model):
         x_adv = x.clone().detach().requires_grad_(True)
-        loss = F.cross_entropy(_logits(model, x_adv, y), y)
+        logits = model(x_adv)
+        _check_labels(y, logits)
+        loss = F.cross_entropy(logits, y)
         (grad,) = torch.autograd.grad(-loss if targeted else loss, x_adv)
     return (x + eps * grad.sign()).clamp(0, 1).detach().to(home)
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, alpha: float = 0.01,
         steps: int = 40, norm: str = "linf", targeted: bool = False, random_start: bool = True,
-        return_iterations: bool = False):
+        return_iterations: bool = False, batch_size: int | None = None):
     """Projected Gradient Descent (Madry et al. 2018), L∞ or L2.
 
     Repeat `steps` times: step of size `alpha` along sign(∇ₓ loss) (L∞) or ∇ₓ loss / ‖∇ₓ loss‖₂
     (L2), project back onto the eps-ball around x, clamp to [0, 1]. With `random_start`
     the search starts at a random point of the ball (L∞: uniform; L2: uniform direction
-    and radius). Defaults: eps 0.03, alpha 0.01, 40
-    steps, L∞.
+    and radius). Defaults: eps 0.03, alpha 0.01, 40 steps, L∞. `batch_size` attacks that
+    many images at a time (all at once by default), to bound memory on large sets.
 
     With ``return_iterations=True`` also returns, per sample, the first iteration whose
     iterate fooled the model (0 = the starting point; -1 = never).
     """
     _check(x, y, eps, alpha, steps, norm)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if batch_size is not None and len(x) > batch_size:
+        parts = [pgd(model, x[i:i + batch_size], y[i:i + batch_size], eps, alpha, steps, norm, targeted,
+                     random_start, return_iterations) for i in range(0, len(x), batch_size)]
+        if return_iterations:
+            return torch.cat([a for a, _ in parts]), torch.cat([f for _, f in parts])
+        return torch.cat(parts)
     home = x.device
     x, y = _on_model(model, x.detach(), y)
     if random_start and norm == "linf":
@@ -105,14 +118,19 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
         delta = torch.zeros_like(x)
     x_adv = (x + delta).clamp(0, 1)
     first = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+
+    def note_fooled(logits: torch.Tensor, i: int) -> torch.Tensor:  # no host sync: stays on the device
+        fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+        return torch.where((first < 0) & fooled, i, first)
+
     with _eval_mode(model):
-        for i in range(steps + 1):
+        for i in range(steps):
             x_adv.requires_grad_(True)
-            logits = _logits(model, x_adv, y)
-            fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
-            first[(first < 0) & fooled] = i
-            if i == steps:
-                break
+            logits = model(x_adv)
+            if i == 0:
+                _check_labels(y, logits)
+            if return_iterations:
+                first = note_fooled(logits.detach(), i)
             loss = F.cross_entropy(logits, y)
             (grad,) = torch.autograd.grad(-loss if targeted else loss, x_adv)
             with torch.no_grad():
@@ -124,6 +142,9 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
                     delta = x_adv - x
                     delta = delta * _per_sample((eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0), x)
                 x_adv = (x + delta).clamp(0, 1)
+        if return_iterations:
+            with torch.no_grad():
+                first = note_fooled(model(x_adv), steps)
     x_adv = x_adv.detach().to(home)
     return (x_adv, first.to(home)) if return_iterations else x_adv
 
@@ -172,6 +193,11 @@ class AdversarialBatches:
     alpha: float
     steps: int = 1
     p: float = 0.5
+
+    def __post_init__(self):
+        _check(torch.zeros(0), torch.zeros(0, dtype=torch.long), self.eps, self.alpha, self.steps)
+        if not 0 <= self.p <= 1:
+            raise ValueError(f"p (the fraction of adversarial batches) must be in [0, 1], got {self.p}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if torch.rand(()) >= self.p:

@@ -25,7 +25,7 @@ from . import config
 from .data import TensorSet
 from .train import History, fit
 
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: fused optimizer steps, DANN domains through batch norm separately
 
 
 def _tensor_hash(t: torch.Tensor) -> str:

@@ -1,4 +1,8 @@
-"""The ``nblib`` command: run chapters, build the book, fetch data, clean up."""
+"""The ``nblib`` command: run chapters, build the book, fetch data, clean up.
+
+Only the standard library is imported up front (torch and friends load when a command
+needs them), so ``nblib --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +11,57 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import config, data, runner
+from . import config
+
+PROFILES = ", ".join(config.PROFILES)
 
 
 def _cmd_run(args) -> int:
+    from . import runner
+
     results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going)
     return 0 if results and all(r.ok for r in results) else 1
 
 
 def _cmd_book(args) -> int:
+    from . import runner
+
     runner.build_book(args.root)
     return 0
 
 
 def _cmd_data(args) -> int:
-    for name in args.names or [*data.SOURCES, "mnist-m"]:
+    from . import data
+
+    for name in args.names or data.BOOK_DATA_SETS:
         data.load(name)
     return 0
 
 
 def _cmd_clean(args) -> int:
+    from . import runner
+
+    cache = config.cache_dir(create=False) if args.cache else None
+    if cache is not None and cache.exists() and not config.is_nblib_cache(cache):
+        raise RuntimeError(f"refusing to delete {cache}: nblib did not make it (no {config.CACHE_MARKER} file, "
+                           "and it holds files nblib does not write); check $NBLIB_CACHE or delete it by hand")
     root = args.root
-    for path in [root / "_build", root / "results", root / "book" / "claims.md"]:
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    for executed in (root / "book" / "chapters").glob("*.ipynb"):
-        executed.unlink()
-    if args.cache:
-        shutil.rmtree(config.cache_dir(), ignore_errors=True)
+    with runner.exclusive(root):
+        for path in [root / "_build", config.results_dir(root), root / "book" / "claims.md"]:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        for executed in (root / "book" / "chapters").glob("*.ipynb"):
+            executed.unlink()
+    if cache is not None and cache.exists():
+        shutil.rmtree(cache)
     print("removed executed chapters, results and the built book" + (" and the model/data cache" if args.cache else ""))
     return 0
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,14 +70,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute chapter notebooks with papermill into book/chapters/")
     r.add_argument("chapters", nargs="*", help="e.g. 01 or 01_function_fitting (default: all)")
-    r.add_argument("--profile", default="quick", help=f"one of {', '.join(config.PROFILES)} (default: quick)")
-    r.add_argument("--timeout", type=float, default=1800, help="seconds allowed per chapter (default: 1800)")
+    r.add_argument("--profile", default="quick", help=f"one of {PROFILES} (default: quick)")
+    r.add_argument("--timeout", type=_positive, default=1800, help="seconds allowed per chapter (default: 1800)")
     r.add_argument("--keep-going", action="store_true", help="run the remaining chapters after a failure")
     r.set_defaults(func=_cmd_run)
     b = sub.add_parser("book", help="write book/claims.md and build the HTML book with jupyter-book")
     b.set_defaults(func=_cmd_book)
     d = sub.add_parser("data", help="fetch or check the data sets")
-    d.add_argument("names", nargs="*", help=f"default: all of {', '.join([*data.SOURCES, 'mnist-m'])}")
+    d.add_argument("names", nargs="*", help="default: every data set the chapters use")
     d.set_defaults(func=_cmd_data)
     c = sub.add_parser("clean", help="remove executed chapters, results and the built book")
     c.add_argument("--cache", action="store_true", help="also remove cached models and data tensors")
@@ -61,12 +87,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.root = (args.root or config.project_root()).resolve()
     try:
+        args.root = (args.root or config.project_root()).resolve()
+        if not args.root.is_dir():
+            raise ValueError(f"--root {args.root} is not a folder")
         return args.func(args)
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         print(f"nblib {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM/SIGHUP (runner.Stopped)
+        signum = getattr(stop, "signum", 2)
+        print(f"nblib {args.command}: stopped ({stop or 'Ctrl-C'}); the last good outputs are kept", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

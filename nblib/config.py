@@ -13,9 +13,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
+if TYPE_CHECKING:  # torch loads only when a chapter needs it, so `nblib --help` answers at once
+    import torch
 
 PROFILES = ("smoke", "quick", "full")
 ASSERTING_PROFILES = ("quick", "full")
@@ -31,6 +32,8 @@ def check_profile(profile: str) -> str:
 def pick_device(preferred: str | None = None) -> torch.device:
     """CUDA > MPS > CPU; ``preferred``, ``$NBLIB_DEVICE`` or the device given to `setup`
     overrides."""
+    import torch
+
     name = preferred or os.environ.get("NBLIB_DEVICE")
     if name:
         return torch.device(name)
@@ -45,19 +48,32 @@ def pick_device(preferred: str | None = None) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary file beside `path`, then rename it onto `path`: an
-    interrupted write never leaves a half-written file, and the temporary file is removed."""
+    """``write(tmp)`` to a temporary file beside `path`, flush it to disk, then rename it
+    onto `path`: an interrupted write or a crash never leaves a half-written file, and the
+    temporary file is removed. The file gets the mode the umask gives any new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -75,12 +91,29 @@ def project_root() -> Path:
     return Path.cwd().resolve()
 
 
-def cache_dir() -> Path:
-    """Trained models and prepared data tensors: ``$NBLIB_CACHE`` or ``~/.cache/nblib``."""
+CACHE_MARKER = ".nblib-cache"
+CACHE_CONTENTS = {CACHE_MARKER, "models", "data", "raw", "download"}  # all that nblib writes there
+
+
+def cache_dir(create: bool = True) -> Path:
+    """Trained models and prepared data tensors: ``$NBLIB_CACHE`` or ``~/.cache/nblib``.
+    A folder nblib makes (or finds empty) is marked as its own, so that ``nblib clean
+    --cache`` never deletes a folder someone else filled."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nblib"
-    path = Path(os.environ.get("NBLIB_CACHE", default))
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(os.environ.get("NBLIB_CACHE") or default)
+    if create and not (path / CACHE_MARKER).exists():
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"the cache folder {path} ($NBLIB_CACHE) is a file")
+        path.mkdir(parents=True, exist_ok=True)
+        if not any(path.iterdir()):
+            (path / CACHE_MARKER).write_text("made by nblib; `nblib clean --cache` may delete this folder\n")
     return path
+
+
+def is_nblib_cache(path: Path) -> bool:
+    """Whether `path` is a cache folder nblib made (its marker), or one that holds only
+    what nblib writes there (a cache made before the marker existed)."""
+    return (path / CACHE_MARKER).exists() or {p.name for p in path.iterdir()} <= CACHE_CONTENTS
 
 
 def data_dir() -> Path | None:
@@ -140,6 +173,10 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | Non
     The returned object is also remembered, so that `nblib.claims.claim` knows which
     chapter and profile it is recording for.
     """
+    import torch
+
+    from . import plots  # noqa: F401  (sets the book's figure style)
+
     global _current
     check_profile(profile)
     _data_used.clear()

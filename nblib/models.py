@@ -106,4 +106,8 @@ def match_params(build: Callable[[int], nn.Module], target: int, max_width: int 
             lo = mid
         else:
             hi = mid
-    return min((build(lo), build(hi)), key=lambda m: abs(count_params(m) - target))
+    narrow, wide = build(lo), build(hi)
+    if count_params(narrow) > target or count_params(wide) < target:  # the target lies outside the widths
+        raise ValueError(f"cannot match {target:,} parameters with widths 1 to {max_width}: they give "
+                         f"{count_params(build(1)):,} to {count_params(build(max_width)):,}")
+    return min((narrow, wide), key=lambda m: abs(count_params(m) - target))

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import copy
 import io
-import statistics
-import time
 import zlib
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -36,17 +35,17 @@ def _check_amount(amount: float) -> None:
         raise ValueError(f"amount (the fraction of weights to remove) must be in [0, 1), got {amount}")
 
 
-def global_magnitude(model: nn.Module, amount: float) -> nn.Module:
-    """Zero the `amount` fraction of smallest-magnitude weights across all layers at once
-    (layers end up with different sparsities). Masks stack with earlier pruning."""
+def global_magnitude_(model: nn.Module, amount: float) -> nn.Module:
+    """Zero, in place, the `amount` fraction of smallest-magnitude weights across all layers
+    at once (layers end up with different sparsities). Masks stack with earlier pruning."""
     _check_amount(amount)
     params = [(m, "weight") for _, m in prunable(model)]
     prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
     return model
 
 
-def layerwise_magnitude(model: nn.Module, amount: float) -> nn.Module:
-    """Zero the `amount` fraction of smallest-magnitude weights in every layer separately."""
+def layerwise_magnitude_(model: nn.Module, amount: float) -> nn.Module:
+    """Zero, in place, the `amount` fraction of smallest-magnitude weights in every layer separately."""
     _check_amount(amount)
     for _, m in prunable(model):
         prune.l1_unstructured(m, "weight", amount=amount)
@@ -64,8 +63,8 @@ def sparsity(model: nn.Module) -> dict:
     return {"overall": zeros / total, "layers": layers}
 
 
-def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold the masks into the weights, so `state_dict` holds plain (sparse-valued) tensors."""
+def make_permanent_(model: nn.Module) -> nn.Module:
+    """Fold the masks into the weights, in place, so `state_dict` holds plain (sparse-valued) tensors."""
     for _, m in prunable(model):
         if prune.is_pruned(m) and hasattr(m, "weight_mask"):
             prune.remove(m, "weight")
@@ -78,8 +77,8 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
             for name, m in prunable(model)}
 
 
-def apply_masks(model: nn.Module, layer_masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Prune `model` with the given masks (e.g. a lottery ticket's)."""
+def apply_masks_(model: nn.Module, layer_masks: dict[str, torch.Tensor]) -> nn.Module:
+    """Prune `model`, in place, with the given masks (e.g. a lottery ticket's)."""
     for name, m in prunable(model):
         prune.custom_from_mask(m, "weight", layer_masks[name].to(m.weight.device))
     return model
@@ -89,10 +88,14 @@ def prune_channels(model: nn.Sequential, amount: float) -> nn.Sequential:
     """Structured pruning of a `nblib.models.cnn`: drop the `amount` fraction of output
     channels with the smallest filter L1 norm in every conv layer, and shrink the batch
     norms, the next convolution and the classifier to match. Returns a new, physically
-    smaller dense network; the input model is unchanged."""
+    smaller dense network, on the input's device and in its train/eval mode, with every
+    layer's settings (stride, padding, dilation, batch-norm eps and momentum) kept; the
+    input model is unchanged. Grouped convolutions are refused."""
     _check_amount(amount)
     if not isinstance(model, nn.Sequential) or not any(isinstance(m, nn.Conv2d) for m in model):
         raise ValueError("prune_channels needs an nn.Sequential CNN (nblib.models.cnn)")
+    if any(isinstance(m, nn.Conv2d) and m.groups != 1 for m in model):
+        raise ValueError("prune_channels cannot prune grouped or depthwise convolutions (groups != 1)")
     device = next(model.parameters()).device
     layers = list(copy.deepcopy(model).cpu())
     keep = None
@@ -110,14 +113,15 @@ def prune_channels(model: nn.Sequential, amount: float) -> nn.Sequential:
         elif isinstance(layer, nn.Linear) and keep is not None:
             layers[i] = _slice_linear_inputs(layer, keep, channels)
             keep = None
-    return nn.Sequential(*layers).to(device)
+    return nn.Sequential(*layers).to(device).train(model.training)
 
 
 def _slice_conv(conv: nn.Conv2d, inputs=None, outputs=None) -> nn.Conv2d:
     w = conv.weight.detach()
     w = w if inputs is None else w[:, inputs]
     w = w if outputs is None else w[outputs]
-    new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    new = nn.Conv2d(w.shape[1], w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode)
     new.weight.data.copy_(w)
     if conv.bias is not None:
         new.bias.data.copy_(conv.bias.detach() if outputs is None else conv.bias.detach()[outputs])
@@ -125,11 +129,14 @@ def _slice_conv(conv: nn.Conv2d, inputs=None, outputs=None) -> nn.Conv2d:
 
 
 def _slice_bn(bn: nn.BatchNorm2d, keep: torch.Tensor) -> nn.BatchNorm2d:
-    new = nn.BatchNorm2d(len(keep))
-    for name in ("weight", "bias"):
-        getattr(new, name).data.copy_(getattr(bn, name).detach()[keep])
-    for name in ("running_mean", "running_var"):
-        getattr(new, name).copy_(getattr(bn, name)[keep])
+    new = nn.BatchNorm2d(len(keep), bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
+    if bn.affine:
+        for name in ("weight", "bias"):
+            getattr(new, name).data.copy_(getattr(bn, name).detach()[keep])
+    if bn.track_running_stats:
+        for name in ("running_mean", "running_var"):
+            getattr(new, name).copy_(getattr(bn, name)[keep])
+        new.num_batches_tracked.copy_(bn.num_batches_tracked)
     return new
 
 
@@ -165,23 +172,32 @@ def size_report(model: nn.Module) -> dict[str, int]:
     return {"dense_bytes": dense, "sparse_bytes": sparse, "zlib_bytes": len(zlib.compress(buffer.getvalue(), 9))}
 
 
-@torch.no_grad()
-def latency(model: nn.Module, batch: torch.Tensor, repeats: int = 20, warmup: int = 3) -> float:
-    """Median seconds of one forward pass of `batch` in eval mode on the CPU."""
+@dataclass(frozen=True)
+class Latency:
+    """Seconds per forward pass: the median and the interquartile range over repeated
+    blocks, with the number of CPU threads it ran on."""
+
+    median: float
+    iqr: float
+    threads: int
+
+
+def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, threads: int | None = None) -> Latency:
+    """Seconds per forward pass of `batch` in eval and inference mode on the CPU, measured
+    with `torch.utils.benchmark` (warm-up, repeated blocks for at least `min_run_time`
+    seconds, a fixed number of `threads`: default torch's current setting)."""
+    from torch.utils import benchmark
+
     model = copy.deepcopy(model).cpu().eval()  # a CPU copy: the caller's model stays where it is
-    batch = batch.cpu()
-    for _ in range(warmup):
-        model(batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(batch)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    threads = threads or torch.get_num_threads()
+    timer = benchmark.Timer(stmt="model(batch)", globals={"model": model, "batch": batch.cpu()}, num_threads=threads)
+    with torch.inference_mode():
+        measured = timer.blocked_autorange(min_run_time=min_run_time)
+    return Latency(measured.median, measured.iqr, threads)
 
 
-def _rewind(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
-    """Reset every weight to its initial value, keeping the masks."""
+def _rewind_(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
+    """Reset every weight to its initial value, in place, keeping the masks."""
     state = model.state_dict()
     for key in state:
         if not key.endswith("_mask"):
@@ -201,18 +217,20 @@ def lottery_ticket(build, train, test, rounds: int, amount: float = 0.2, **fit_k
     from .train import fit, progress_bar
 
     _check_amount(amount)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"rounds must be a whole number >= 0, got {rounds!r}")
     model = build()
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rows = []
     with progress_bar(rounds + 1, "lottery ticket rounds") as bar:
         for r in range(rounds + 1):
             if r:
-                global_magnitude(model, amount)
-                _rewind(model, initial)
+                global_magnitude_(model, amount)
+                _rewind_(model, initial)
             row = {"round": r, "sparsity": sparsity(model)["overall"],
                    "rewound ticket": fit(model, train, test, progress=False, **fit_kwargs).test_acc[-1]}
             if r:
-                control = apply_masks(build(), masks(model))
+                control = apply_masks_(build(), masks(model))
                 row["random re-initialisation"] = fit(control, train, test, progress=False, **fit_kwargs).test_acc[-1]
             rows.append(row)
             bar.update()

@@ -4,10 +4,17 @@ Each chapter runs in its own papermill process under a wall-clock limit. Output 
 hidden temporary file that is renamed into ``book/chapters/`` only when the chapter
 succeeded; a failed chapter is kept as ``<chapter>.failed.ipynb`` (error visible) and
 blocks ``nblib book`` until it passes, so a broken chapter is never published silently.
+
+However a run ends — a failed cell, Ctrl-C, SIGTERM or SIGHUP (CI cancelling, `timeout`),
+the wall-clock limit — papermill and the kernel (which runs in a session of its own) are
+killed, temporary files are removed, and the last good notebook and claims stay. One run
+at a time per checkout: a second `nblib run` or `nblib book` refuses while one is running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -18,6 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import claims, config
+
+
+class Stopped(KeyboardInterrupt):
+    """`nblib run` received SIGTERM or SIGHUP: stop as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+class Busy(RuntimeError):
+    """Another `nblib run` or `nblib book` holds this checkout."""
 
 
 @dataclass
@@ -35,19 +54,82 @@ def notebooks(root: Path) -> list[Path]:
 
 
 def resolve(root: Path, names: list[str]) -> list[Path]:
-    """Chapter notebooks for names like ``01`` or ``01_function_fitting`` (all if none)."""
+    """Chapter notebooks for names like ``01`` or ``01_function_fitting`` (all if none),
+    in the order given, each once."""
     every = notebooks(root)
+    if not every:
+        raise ValueError(f"no chapters in {root / 'notebooks'} (looked for NN_name.ipynb); "
+                         "is --root the book's folder?")
     if not names:
         return every
-    chosen = []
+    chosen = {}  # an ordered set
     for name in names:
         stem = Path(name).stem
         match = [nb for nb in every if nb.stem == stem or nb.stem.split("_", 1)[0] == stem]
         if not match:
-            valid = ", ".join(nb.stem for nb in every) or "(none found in notebooks/)"
-            raise ValueError(f"unknown chapter {name!r}; valid chapters: {valid}")
-        chosen += match
-    return chosen
+            raise ValueError(f"unknown chapter {name!r}; valid chapters: {', '.join(nb.stem for nb in every)}")
+        chosen.update(dict.fromkeys(match))
+    return list(chosen)
+
+
+@contextlib.contextmanager
+def exclusive(root: Path):
+    """Hold this checkout's run lock (released by the OS if the process dies), or raise Busy."""
+    lock = config.results_dir(root) / ".run.lock"
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise Busy(f"another nblib run or book is working in {root} ({f.read().strip() or 'pid unknown'}); "
+                       "wait for it to finish, or stop it") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGTERM and SIGHUP into `Stopped` in the main thread, so that they end a run
+    the way Ctrl-C does (children killed, temporary files removed)."""
+    def stop(signum, frame):
+        raise Stopped(signum)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill papermill, its process group and every descendant (the kernel runs in a
+    session of its own, so the group alone would leave it running), then reap papermill."""
+    import psutil
+
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for child in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(family, timeout=10)
+    proc.communicate()
+
+
+def _remove_stale_files(root: Path) -> None:
+    """Temporary notebooks and staged claims left by a run that was killed outright
+    (SIGKILL, power loss); called with the lock held, so no live run owns them."""
+    for leftover in [*(root / "book" / "chapters").glob(".*.running.ipynb"),
+                     *(config.results_dir(root) / ".staging").glob("*.json")]:
+        leftover.unlink(missing_ok=True)
 
 
 def _first_error(notebook: Path) -> str:
@@ -101,16 +183,22 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Res
         log, _ = proc.communicate(timeout=timeout)
         error = "" if proc.returncode == 0 else _first_error(tmp)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
+        log = ""
+        _kill_tree(proc)
         error = f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
-    except BaseException:  # Ctrl-C: stop the kernel, leave nothing half-written
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
+        _kill_tree(proc)
         tmp.unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - start
     records = claims.read_file(staged)
+    if not error and not records and config.check_profile(profile) in config.ASSERTING_PROFILES:
+        error = (f"recorded no claims under its own name: does its nblib.setup() say {notebook.stem!r}? "
+                 f"(claims recorded under other names are not published)")
+    for other in staging.glob("*.json"):  # claims a chapter recorded under another chapter's name
+        if other != staged:
+            other.unlink()
     if not error:
         os.replace(tmp, final)
         failed.unlink(missing_ok=True)
@@ -131,16 +219,21 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Res
 def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool) -> list[Result]:
     """Run the chosen chapters in order; stop at the first failure unless `keep_going`."""
     config.check_profile(profile)
+    if not timeout > 0:
+        raise ValueError(f"--timeout must be a positive number of seconds, not {timeout}")
+    chosen = resolve(root, names)
     results = []
-    for notebook in resolve(root, names):
-        print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
-        result = run_chapter(notebook, root, profile, timeout)
-        results.append(result)
-        status = "ok" if result.ok else f"FAILED: {result.error}"
-        print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
-              flush=True)
-        if not result.ok and not keep_going:
-            break
+    with exclusive(root), stop_on_signals():
+        _remove_stale_files(root)
+        for notebook in chosen:
+            print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
+            result = run_chapter(notebook, root, profile, timeout)
+            results.append(result)
+            status = "ok" if result.ok else f"FAILED: {result.error}"
+            print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
+                  flush=True)
+            if not result.ok and not keep_going:
+                break
     print(summary_table(results))
     return results
 
@@ -197,10 +290,11 @@ def build_book(root: Path) -> Path:
     if problems:
         raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
                            + "\nrun `nblib run` (or `make book`) first")
-    text, total, passed = claims_page(root)
-    (root / "book" / "claims.md").write_text(text)
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"], check=True)
+    with exclusive(root):
+        text, total, passed = claims_page(root)
+        (root / "book" / "claims.md").write_text(text)
+        jupyter_book = Path(sys.executable).parent / "jupyter-book"
+        subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"], check=True)
     index = root / "_build" / "html" / "index.html"
     print(f"book: {index}\n{total} claims, {passed} passed")
     return index

@@ -68,11 +68,13 @@ def eval_mode(model: nn.Module):
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, forward=None) -> torch.Tensor:
     """The model's outputs for `x` (or those of `forward`, e.g. ``model.features``),
-    computed in eval mode in batches on the model's device (mode restored)."""
+    computed in eval mode in batches on the model's device (mode restored), returned on
+    `x`'s device."""
     device = next(model.parameters()).device
     forward = forward or model
     with eval_mode(model):
-        return torch.cat([forward(x[i:i + batch_size].to(device)) for i in range(0, max(len(x), 1), batch_size)])
+        return torch.cat([forward(x[i:i + batch_size].to(device))
+                          for i in range(0, max(len(x), 1), batch_size)]).to(x.device)
 
 
 def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple[float, float]:
@@ -84,21 +86,70 @@ def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple
 
 
 SCHEDULES = {"cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)), "constant": lambda p: 1.0}
+OPTIMIZERS = ("sgd", "adam")
 
 
-def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float):
+def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: float, nesterov: bool,
+                   device: torch.device):
+    """SGD (Nesterov momentum when `nesterov` and momentum > 0) or Adam, with torch's fused
+    step where the device has one: for small networks the step dominates (0.82 → 0.45 s
+    per epoch for an MLP on this CPU)."""
+    fused = device.type in ("cpu", "cuda")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=nesterov and momentum > 0, fused=fused)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adam'")
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float, batch_size: int,
+               momentum: float, weight_decay: float, schedule) -> None:
+    """A clear error naming the argument, before any training."""
+    for name, data in (("train", train), ("test", test)):
+        if data is None:
+            continue
+        if not isinstance(data, TensorSet):
+            raise TypeError(f"{name} must be a nblib TensorSet, not {type(data).__name__}")
+        if len(data.x) != len(data.y):
+            raise ValueError(f"{name} has {len(data.x)} inputs but {len(data.y)} labels")
+        if data.y.dtype != torch.long and not data.y.is_floating_point():
+            raise TypeError(f"{name} labels must be int64 class indices (classification) or floating-point "
+                            f"targets (regression), not {data.y.dtype}")
+    if len(train) == 0:
+        raise ValueError("train is empty")
+    if test is not None and (test.y.dtype == torch.long) != (train.y.dtype == torch.long):
+        raise TypeError(f"train labels are {train.y.dtype} but test labels are {test.y.dtype}: one task for both")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(momentum) and 0 <= momentum < 1) or not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"momentum must be in [0, 1) and weight_decay >= 0, got {momentum} and {weight_decay}")
+    if isinstance(schedule, str) and schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)} or a function p -> factor")
+    if not isinstance(schedule, str) and not callable(schedule):
+        raise TypeError(f"schedule must be one of {', '.join(SCHEDULES)} or a function p -> factor")
+
+
+def _why_not_finite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> str:
+    """The likeliest cause of a NaN or infinite loss, checked rather than assumed."""
+    if not torch.isfinite(x).all():
+        return "the training inputs contain NaN or infinite values"
+    if y.is_floating_point() and not torch.isfinite(y).all():
+        return "the regression targets contain NaN or infinite values"
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        return f"the weights diverged: lower the learning rate (lr={lr})"
+    return f"the loss overflowed although inputs and weights are finite: lower the learning rate (lr={lr})"
 
 
 def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
         lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
-        weight_decay: float = 0.0, schedule="cosine", perturb=None, objective=None, device=None,
-        desc: str = "", progress: bool = True) -> History:
-    """Train `model` on `train` with mini-batch SGD or Adam; evaluate on `test` each epoch.
+        nesterov: bool = True, weight_decay: float = 0.0, schedule="cosine", perturb=None, objective=None,
+        device=None, desc: str = "", progress: bool = True) -> History:
+    """Train `model` on `train` with mini-batch SGD (Nesterov momentum unless
+    ``nesterov=False`` or ``momentum=0``) or Adam; evaluate on `test` each epoch.
 
     `schedule` scales the learning rate per step by a function of training progress
     p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, or any callable p → factor.
@@ -107,10 +158,12 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
     ``objective(model, x, y, p) -> (summed loss, outputs for accuracy)``; if it has an
     ``epoch_end()`` method, the dict it returns is appended to ``History.extra`` (e.g.
-    `nblib.dann.DomainAdversarial`). A NaN or infinite training loss stops with a
-    FloatingPointError naming the epoch. The model is left on `device` (default:
+    `nblib.dann.DomainAdversarial`). Bad arguments raise before training starts; a NaN or
+    infinite training loss stops with a FloatingPointError naming the epoch and the
+    likely cause. The model is trained in place and left on `device` (default:
     `pick_device()`), in eval mode.
     """
+    _check_fit(train, test, epochs, lr, batch_size, momentum, weight_decay, schedule)
     device = torch.device(device) if device else pick_device()
     model.to(device)
     x, y = train.x.to(device), train.y.to(device)
@@ -120,7 +173,7 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     n = len(y)
     classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
-    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay)
+    opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay, nesterov, device)
     factor = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: factor(step / (epochs * steps)))
     history = History()
@@ -151,8 +204,8 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
                 bar.update()
             train_loss = total_loss.item() / n
             if not math.isfinite(train_loss):
-                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch} "
-                                         f"(lr={lr}); lower the learning rate")
+                raise FloatingPointError(f"training loss became {train_loss} in epoch {epoch}: "
+                                         f"{_why_not_finite(model, x, y, lr)}")
             history.train_loss.append(train_loss)
             history.train_acc.append(total_correct.item() / n if classify else math.nan)
             for key, value in (getattr(objective, "epoch_end", dict)()).items():

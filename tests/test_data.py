@@ -130,6 +130,7 @@ def test_an_uncompressed_truncated_file_is_named(user_mnist):
 def test_a_later_source_prints_the_sources_tried(monkeypatch, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("NBLIB_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(data, "_REPORTED", set())
     train, _ = data.load("mnist")
     out = capsys.readouterr().out
     assert "using the original MNIST files in the PyPI wheel" in out and "$NBLIB_DATA/mnist" in out
