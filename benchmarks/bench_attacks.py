@@ -4,9 +4,7 @@ A LeNet-sized CNN trained briefly on Fashion-MNIST; 1,000 test images; L∞ PGD 
 eps 0.1, alpha 0.01, 40 steps, no random start (so both run the same iteration). Prints
 seconds and success rate for each and the time ratio; writes results/bench_attacks.json.
 
-Measured on 2 CPU cores (torch 2.14.1, torchattacks 3.3.0), best of 3: nblib 2.97 s,
-torchattacks 3.36 s, both 94.5% success: time ratio 0.88 (nblib no slower). nblib also
-records iterations-to-success, from the forward pass each step needs anyway.
+Target: nblib no slower than torchattacks (time ratio ≤ 1.0) at the same success rate.
 """
 
 from __future__ import annotations

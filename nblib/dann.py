@@ -116,8 +116,8 @@ class DomainAdversarial:
 
 
 def features_of(model: DANN, x: torch.Tensor) -> torch.Tensor:
-    """The feature extractor's output for `x`, on the CPU."""
-    return predict(model, x, forward=model.features).cpu()
+    """The feature extractor's output for `x`, on `x`'s device."""
+    return predict(model, x, forward=model.features)
 
 
 def proxy_a_distance(source_features: torch.Tensor, target_features: torch.Tensor, seed: int = 0) -> float:
@@ -130,7 +130,7 @@ def proxy_a_distance(source_features: torch.Tensor, target_features: torch.Tenso
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = torch.cat([source_features, target_features]).numpy()
+    x = torch.cat([source_features, target_features]).cpu().numpy()
     d = np.r_[np.zeros(len(source_features)), np.ones(len(target_features))]
     x_train, x_test, d_train, d_test = train_test_split(x, d, test_size=0.5, stratify=d, random_state=seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
@@ -142,6 +142,6 @@ def pseudo_label(model: nn.Module, target: TensorSet, threshold: float = 0.9) ->
     """The target samples whose predicted class has probability ≥ `threshold`, labelled
     with that prediction (self-training; the target's own labels are not used), and
     their indices in `target`."""
-    confidence, labels = torch.softmax(predict(model, target.x), 1).cpu().max(1)
+    confidence, labels = torch.softmax(predict(model, target.x), 1).max(1)
     kept = torch.nonzero(confidence >= threshold).flatten()
     return TensorSet(target.x[kept], labels[kept], target.classes, f"{target.name}/pseudo@{threshold}"), kept

