@@ -96,8 +96,9 @@ def fingerprint(value) -> str:
 
 
 def key(name: str, **parts) -> str:
-    """A readable, content-addressed file stem: ``name-<sha1 of parts>``."""
-    blob = json.dumps({"code": CODE_VERSION, **parts}, sort_keys=True, default=fingerprint)
+    """A readable, content-addressed file stem: ``name-<sha1 of name and parts>``. The hash
+    also seeds the training, so two names with the same parts train with different seeds."""
+    blob = json.dumps({"code": CODE_VERSION, "name": name, **parts}, sort_keys=True, default=fingerprint)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
 
 

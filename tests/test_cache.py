@@ -157,3 +157,9 @@ def test_a_cache_file_for_another_model_is_retrained(smoke, digits):
         with pytest.warns(UserWarning, match="does not match"):
             model, h2 = _fit("t-wrong", digits)
         assert h2.train_loss == h.train_loss and model[1].weight.abs().sum() > 0
+
+
+def test_two_names_train_with_different_seeds(smoke, digits):
+    _, a = _fit("t-seed-a", digits)
+    _, b = _fit("t-seed-b", digits)  # same model, data and settings: only the name differs
+    assert a.train_loss != b.train_loss
