@@ -106,9 +106,10 @@ def stop_on_signals():
             signal.signal(sig, handler)
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
+def _kill_tree(proc: subprocess.Popen) -> str:
     """Kill papermill, its process group and every descendant (the kernel runs in a
-    session of its own, so the group alone would leave it running), then reap papermill."""
+    session of its own, so the group alone would leave it running); reap papermill and
+    return what it printed."""
     import psutil
 
     try:
@@ -121,7 +122,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
     psutil.wait_procs(family, timeout=10)
-    proc.communicate()
+    return proc.communicate()[0] or ""
 
 
 def _remove_stale_files(root: Path) -> None:
@@ -183,8 +184,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Res
         log, _ = proc.communicate(timeout=timeout)
         error = "" if proc.returncode == 0 else _first_error(tmp)
     except subprocess.TimeoutExpired:
-        log = ""
-        _kill_tree(proc)
+        log = _kill_tree(proc)
         error = f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
         _kill_tree(proc)
