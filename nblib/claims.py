@@ -45,12 +45,6 @@ def describe_data(records: list[dict]) -> list[str]:
             + f" from {d['source']}" for d in records]
 
 
-def data_short(record: dict) -> str:
-    """The data sets of a claim record by name and size, e.g. 'mnist/train 10,000 of 60,000'."""
-    return "; ".join(f"{d['name']} {d['size']:,}" + (f" of {d['of']:,}" if d["size"] < d["of"] else "")
-                     for d in record.get("data", []))
-
-
 def paper_beside_ours(record: dict) -> str:
     """The paper's number, with a warning when ours was measured on a subset of a data set."""
     parts = [f"{d['name']} {d['size']:,} of {d['of']:,}" for d in record.get("data", []) if d["size"] < d["of"]]
@@ -90,7 +84,6 @@ def summary(chapter: str | None = None):
     """The claims recorded for `chapter` (default: the running one) as a table."""
     import pandas as pd
 
-    records = [r | {"ref": paper_beside_ours(r), "data": data_short(r)}
-               for r in read_file(results_file(chapter or config.current().chapter))]
-    columns = ["id", "statement", "value", "op", "target", "passed", "ref", "data"]
+    records = [r | {"ref": paper_beside_ours(r)} for r in read_file(results_file(chapter or config.current().chapter))]
+    columns = ["id", "statement", "value", "op", "target", "passed", "ref"]
     return pd.DataFrame(records, columns=columns).set_index("id")

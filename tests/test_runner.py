@@ -85,7 +85,7 @@ def test_book_refuses_unexecuted_chapters(root):
 def test_claims_page(root):
     runner.run(root, ["01"], "smoke", 300, False)
     text, total, passed = runner.claims_page(root)
-    assert (total, passed) == (1, 1) and "`ok/x`" in text and "| smoke |" in text
+    assert (total, passed) == (1, 1) and "`ok/x`" in text and "Measured at profile smoke on cpu" in text
 
 
 def test_a_failed_rerun_keeps_the_last_good_notebook_and_claims(root):
