@@ -100,12 +100,18 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
     _check(x, y, eps, alpha, steps, norm)
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
-    if batch_size is not None and len(x) > batch_size:
-        parts = [pgd(model, x[i:i + batch_size], y[i:i + batch_size], eps, alpha, steps, norm, targeted,
-                     random_start, return_iterations) for i in range(0, len(x), batch_size)]
-        if return_iterations:
-            return torch.cat([a for a, _ in parts]), torch.cat([f for _, f in parts])
-        return torch.cat(parts)
+    size = batch_size or max(len(x), 1)
+    parts = [_pgd(model, x[i:i + size], y[i:i + size], eps, alpha, steps, norm, targeted, random_start,
+                  return_iterations, check_labels=True) for i in range(0, max(len(x), 1), size)]
+    if return_iterations:
+        return torch.cat([a for a, _ in parts]), torch.cat([f for _, f in parts])
+    return torch.cat(parts)
+
+
+def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, norm: str,
+         targeted: bool, random_start: bool, return_iterations: bool, check_labels: bool):
+    """`pgd` on one batch, arguments already checked; the labels' range is checked against
+    the first logits when `check_labels` (a host sync, skipped inside training loops)."""
     home = x.device
     x, y = _on_model(model, x.detach(), y)
     if random_start and norm == "linf":
@@ -127,7 +133,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
         for i in range(steps):
             x_adv.requires_grad_(True)
             logits = model(x_adv)
-            if i == 0:
+            if i == 0 and check_labels:
                 _check_labels(y, logits)
             if return_iterations:
                 first = note_fooled(logits.detach(), i)
@@ -202,4 +208,6 @@ class AdversarialBatches:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if torch.rand(()) >= self.p:
             return x
-        return pgd(model, x, y, self.eps, self.alpha, self.steps, random_start=True)
+        # settings checked once in __post_init__; `fit` has checked the data: no host sync per batch
+        return _pgd(model, x, y, self.eps, self.alpha, self.steps, "linf", targeted=False, random_start=True,
+                    return_iterations=False, check_labels=False)

@@ -22,24 +22,25 @@ import torch
 from torch import nn
 
 from . import config
-from .data import TensorSet
+from .data import TensorSet, content_hash
 from .train import History, fit
 
 CODE_VERSION = 2  # 2: fused optimizer steps, DANN domains through batch norm separately
 
 
-def _tensor_hash(t: torch.Tensor) -> str:
-    """Shape, dtype and every value: two tensors with the same bytes but other shapes differ."""
-    t = t.detach().cpu().contiguous()
-    h = hashlib.sha1(f"{tuple(t.shape)}{t.dtype}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+def _stable_repr(value) -> str:
+    """repr, except for sets (their order changes with PYTHONHASHSEED): members sorted."""
+    if isinstance(value, (set, frozenset)):
+        return f"{type(value).__name__}({sorted(map(_stable_repr, value))})"
+    if isinstance(value, tuple):
+        return f"({', '.join(map(_stable_repr, value))},)"
+    return repr(value)
 
 
 def _code_hash(code: types.CodeType) -> str:
     """Bytecode, names and constants; nested code objects (comprehensions, inner
     functions) by their own hash, never by their repr, which holds a memory address."""
-    consts = [_code_hash(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    consts = [_code_hash(c) if isinstance(c, types.CodeType) else _stable_repr(c) for c in code.co_consts]
     return hashlib.sha1(code.co_code + repr((consts, code.co_names)).encode()).hexdigest()[:12]
 
 
@@ -70,13 +71,11 @@ def fingerprint(value) -> str:
     and values; a tensor's; a data set's content id; a function's code, defaults, closure
     and helpers (so two schedules from one factory differ); else the value's repr, which
     must not be an address (TypeError: give the object a repr that says what it is)."""
-    from .data import TensorSet
-
     if isinstance(value, nn.Module):
-        return hashlib.sha1(repr([(name, _tensor_hash(t)) for name, t in value.state_dict().items()])
+        return hashlib.sha1(repr([(name, content_hash(t)) for name, t in value.state_dict().items()])
                             .encode()).hexdigest()[:16]
     if isinstance(value, torch.Tensor):
-        return _tensor_hash(value)
+        return content_hash(value)
     if isinstance(value, TensorSet):
         return value.id
     if isinstance(value, functools.partial):
@@ -88,6 +87,8 @@ def fingerprint(value) -> str:
         return repr([fingerprint(v) for v in value])
     if isinstance(value, dict):
         return repr({str(k): fingerprint(v) for k, v in value.items()})
+    if isinstance(value, (set, frozenset)):
+        return repr(sorted(fingerprint(v) for v in value))
     text = repr(value)
     if " at 0x" in text:
         raise TypeError(f"cannot make a cache key from {text}: its repr is a memory address; "

@@ -7,6 +7,7 @@ needs them), so ``nblib --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -42,15 +43,15 @@ def _cmd_clean(args) -> int:
     from . import runner
 
     cache = config.cache_dir(create=False) if args.cache else None
-    if cache is not None and cache.exists() and not config.is_nblib_cache(cache):
-        raise RuntimeError(f"refusing to delete {cache}: nblib did not make it (no {config.CACHE_MARKER} file, "
-                           "and it holds files nblib does not write); check $NBLIB_CACHE or delete it by hand")
+    if cache is not None and cache.exists() and not (cache / config.CACHE_MARKER).exists():
+        raise RuntimeError(f"refusing to delete {cache}: nblib did not make it (no {config.CACHE_MARKER} file); "
+                           "check $NBLIB_CACHE, or delete it by hand")
     root = args.root
-    with runner.exclusive(root):
-        for path in [root / "_build", config.results_dir(root), root / "book" / "claims.md"]:
+    results = config.results_dir(root)
+    with runner.exclusive(root):  # only what nblib writes: $NBLIB_RESULTS may hold other files, and the lock stays
+        for path in [root / "_build", results / ".staging", results / "interactive", root / "book" / "claims.md",
+                     *results.glob("*.json"), *(root / "book" / "chapters").glob("*.ipynb")]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        for executed in (root / "book" / "chapters").glob("*.ipynb"):
-            executed.unlink()
     if cache is not None and cache.exists():
         shutil.rmtree(cache)
     print("removed executed chapters, results and the built book" + (" and the model/data cache" if args.cache else ""))
@@ -59,7 +60,7 @@ def _cmd_clean(args) -> int:
 
 def _positive(text: str) -> float:
     value = float(text)
-    if not value > 0:  # also refuses nan
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 

@@ -92,7 +92,6 @@ def project_root() -> Path:
 
 
 CACHE_MARKER = ".nblib-cache"
-CACHE_CONTENTS = {CACHE_MARKER, "models", "data", "raw", "download"}  # all that nblib writes there
 
 
 def cache_dir(create: bool = True) -> Path:
@@ -109,11 +108,6 @@ def cache_dir(create: bool = True) -> Path:
             (path / CACHE_MARKER).write_text("made by nblib; `nblib clean --cache` may delete this folder\n")
     return path
 
-
-def is_nblib_cache(path: Path) -> bool:
-    """Whether `path` is a cache folder nblib made (its marker), or one that holds only
-    what nblib writes there (a cache made before the marker existed)."""
-    return (path / CACHE_MARKER).exists() or {p.name for p in path.iterdir()} <= CACHE_CONTENTS
 
 
 def data_dir() -> Path | None:

@@ -64,12 +64,14 @@ class DataCorrupt(DataUnavailable):
     """A source is there, but one of its files is missing, damaged or not the published one."""
 
 
-def _digest(*tensors: torch.Tensor) -> str:
-    """A hash of the tensors' shapes, dtypes and every value."""
+def content_hash(*tensors: torch.Tensor) -> str:
+    """A hash of the tensors' shapes, dtypes and every value (two tensors with the same
+    bytes in other shapes differ)."""
     h = hashlib.sha1()
     for t in tensors:
+        t = t.detach().cpu().contiguous()
         h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -106,7 +108,7 @@ class TensorSet:
     def id(self) -> str:
         """``name:size:content hash``, used in cache keys."""
         if not self.digest:
-            self.digest = _digest(self.x, self.y)
+            self.digest = content_hash(self.x, self.y)
         return f"{self.name}:{len(self)}:{self.digest}"
 
     def provenance(self) -> dict:
@@ -374,7 +376,7 @@ def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
             print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
     arrays = build()
     for split in ("train", "test"):
-        arrays[f"{split}_digest"] = _digest(arrays[f"{split}_x"], arrays[f"{split}_y"])
+        arrays[f"{split}_digest"] = content_hash(arrays[f"{split}_x"], arrays[f"{split}_y"])
     config.write_atomic(path, lambda tmp: torch.save(arrays, tmp))
     return arrays
 

@@ -106,6 +106,17 @@ def stop_on_signals():
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT, SIGTERM and SIGHUP until the block is done (they are delivered after)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _kill_tree(proc: subprocess.Popen) -> str:
     """Kill papermill, its process group and every descendant (the kernel runs in a
     session of its own, so the group alone would leave it running); reap papermill and
@@ -200,12 +211,13 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Res
         if other != staged:
             other.unlink()
     if not error:
-        os.replace(tmp, final)
-        failed.unlink(missing_ok=True)
-        if staged.exists():
-            os.replace(staged, recorded)
-        else:
-            recorded.unlink(missing_ok=True)
+        with _signals_held():  # the notebook and its claims are published together or not at all
+            os.replace(tmp, final)
+            failed.unlink(missing_ok=True)
+            if staged.exists():
+                os.replace(staged, recorded)
+            else:
+                recorded.unlink(missing_ok=True)
     elif tmp.exists():  # a failed chapter blocks `nblib book` until it passes
         os.replace(tmp, failed)
     else:

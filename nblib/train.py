@@ -103,7 +103,7 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
     raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
-def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float, batch_size: int,
+def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float, batch_size: int, optimizer: str,
                momentum: float, weight_decay: float, schedule) -> None:
     """A clear error naming the argument, before any training."""
     for name, data in (("train", train), ("test", test)):
@@ -118,6 +118,8 @@ def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float,
                             f"targets (regression), not {data.y.dtype}")
     if len(train) == 0:
         raise ValueError("train is empty")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     if test is not None and (test.y.dtype == torch.long) != (train.y.dtype == torch.long):
         raise TypeError(f"train labels are {train.y.dtype} but test labels are {test.y.dtype}: one task for both")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -163,7 +165,7 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     likely cause. The model is trained in place and left on `device` (default:
     `pick_device()`), in eval mode.
     """
-    _check_fit(train, test, epochs, lr, batch_size, momentum, weight_decay, schedule)
+    _check_fit(train, test, epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule)
     device = torch.device(device) if device else pick_device()
     model.to(device)
     x, y = train.x.to(device), train.y.to(device)

@@ -1,4 +1,5 @@
 import functools
+import os
 import warnings
 
 import pytest
@@ -117,6 +118,10 @@ def test_model_keys_see_shapes_and_names():
     assert cache.fingerprint(a) != cache.fingerprint(b)
     assert cache.fingerprint(torch.zeros(2, 3)) != cache.fingerprint(torch.zeros(3, 2))
     assert cache.fingerprint(torch.zeros(2)) != cache.fingerprint(torch.zeros(2, dtype=torch.float64))
+    named = [torch.nn.Sequential(torch.nn.Linear(2, 2)),
+             torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(2, 2))]
+    named[1][1].load_state_dict(named[0][0].state_dict())  # the same values under other names
+    assert cache.fingerprint(named[0]) != cache.fingerprint(named[1])
 
 
 def test_an_address_in_a_key_is_refused():
@@ -131,11 +136,12 @@ def test_keys_are_stable_across_processes():
     import sys
 
     code = ("import nblib, torch; from nblib import cache, dann; torch.manual_seed(0)\n"
-            "def nested(p):\n    return sum(i * p for i in range(3))\n"
+            "def nested(p):\n    return sum(i * p for i in range(3)) if p in {'a', 'b', 'c', 'd'} else 0\n"
             "print(cache.key('k', schedule=dann.lr_schedule, model=nblib.mlp([2, 2]), x=torch.ones(2), n=3, "
             "f=nested, g=lambda p: [q for q in (p, p)]))")
-    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-            for _ in range(2)}
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(hash_seed)}).stdout
+            for hash_seed in (1, 2, 3)}  # set constants iterate in another order under each
     assert len(keys) == 1
     assert cache.key("k", f=lambda p: 1.0) != cache.key("k", f=lambda p: 1 - p)
 

@@ -84,9 +84,11 @@ def user_mnist(monkeypatch, tmp_path):
     return folder
 
 
-def test_user_data_dir_comes_first_and_the_cache_follows_it(mnist, user_mnist, capsys):
+def test_user_data_dir_comes_first_and_the_cache_follows_it(mnist, user_mnist):
+    before = set((config.cache_dir() / "data").glob("mnist-*.pt"))
     train, test = data.load("mnist")
     assert str(user_mnist) in train.source and "NBLIB_DATA" in train.source  # not the cached wheel copy
+    assert len(set((config.cache_dir() / "data").glob("mnist-*.pt")) - before) == 1  # a cache entry of its own
     assert train.id == mnist[0].id and torch.equal(test.x, mnist[1].x)
 
 

@@ -108,7 +108,7 @@ def test_a_chapter_without_claims_of_its_own_fails(tmp_path):
     assert runner.run(tmp_path, ["05"], "smoke", 300, False)[0].ok  # smoke records, does not assert
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
 def test_timeout_must_be_positive(root, capsys, value):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--root", str(root), "run", "01", "--timeout", value])
@@ -144,6 +144,16 @@ def test_clean_cache_refuses_a_folder_nblib_did_not_make(root, tmp_path, monkeyp
     assert cli.main(["--root", str(root), "clean", "--cache"]) == 2
     assert "refusing to delete" in capsys.readouterr().err
     assert (foreign / "holiday.jpg").exists() and (root / "book" / "chapters" / "01_ok.ipynb").exists()
+
+
+def test_clean_deletes_only_what_nblib_wrote_in_the_results_folder(root, tmp_path, monkeypatch):
+    shared = tmp_path / "shared-results"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("someone else's")
+    monkeypatch.setenv("NBLIB_RESULTS", str(shared))
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok and (shared / "01_ok.json").exists()
+    assert cli.main(["--root", str(root), "clean"]) == 0
+    assert (shared / "notes.txt").exists() and not (shared / "01_ok.json").exists()
 
 
 def test_clean_cache_deletes_the_folder_nblib_made(root, tmp_path, monkeypatch):

@@ -69,6 +69,7 @@ def digits():
     (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
     (dict(momentum=1.5), ValueError, "momentum must be in"),
     (dict(schedule="linear"), ValueError, "unknown schedule 'linear'; use one of cosine, constant"),
+    (dict(optimizer="lbfgs"), ValueError, "unknown optimizer 'lbfgs'; use one of sgd, adam"),
 ])
 def test_fit_refuses_bad_settings_before_training(smoke, digits, bad, error, message):
     model = nblib.mlp([784, 8, 10])
