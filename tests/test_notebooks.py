@@ -1,4 +1,5 @@
-"""Every chapter, end to end at the smoke profile (as `nblib run` runs it, and as JupyterLab does), then a smoke book build."""
+"""Every chapter, end to end at the smoke profile (as `nblib run` runs it, and as
+JupyterLab does), then a smoke book build."""
 
 import json
 import subprocess
