@@ -162,21 +162,18 @@ def _first_error(notebook: Path) -> str:
     return "papermill failed before any cell ran"
 
 
-def kernel_env(staging: Path, interactive: bool = False) -> dict:
+def kernel_env(staging: Path) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
-    ``python3`` kernelspec resolves to it), batch mode unless `interactive` (the branch a
-    JupyterLab user runs: widgets instead of static figures), and where to record claims."""
+    ``python3`` kernelspec resolves to it), batch mode, and where to record claims."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("NBLIB_BATCH", None)
-    if not interactive:
-        env["NBLIB_BATCH"] = "1"
+    env["NBLIB_BATCH"] = "1"
     env["NBLIB_CLAIMS_DIR"] = str(staging)
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
 
 
-def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False) -> Result:
+def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Result:
     """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
 
     The executed notebook and its claims (recorded in ``results/.staging/`` while it runs)
@@ -192,8 +189,8 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     command = [sys.executable, "-m", "papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=kernel_env(staging, interactive), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(command, env=kernel_env(staging), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
         error = "" if proc.returncode == 0 else _first_error(tmp)

@@ -1,5 +1,4 @@
-"""Every chapter, end to end at the smoke profile (as `nblib run` runs it, and as
-JupyterLab does), then a smoke book build."""
+"""Every chapter, end to end at the smoke profile, then a smoke build of the book."""
 
 import json
 import subprocess
@@ -20,15 +19,6 @@ def smoke_book(tmp_path_factory):
     root = book_copy(tmp_path_factory.mktemp("book"))
     results = {r.chapter: r for r in runner.run(root, [], "smoke", timeout=900, keep_going=True)}
     return root, results
-
-
-@pytest.fixture(scope="session")
-def lab_book(tmp_path_factory, smoke_book):
-    """Every chapter run as in JupyterLab ($NBLIB_BATCH unset), after the batch run has
-    filled the model cache."""
-    root = book_copy(tmp_path_factory.mktemp("lab"))
-    return root, {nb.stem: runner.run_chapter(nb, root, "smoke", 900, interactive=True)
-                  for nb in runner.notebooks(root)}
 
 
 def test_there_are_chapters():
@@ -57,16 +47,6 @@ def test_chapter_runs_at_smoke(smoke_book, chapter):
     images = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
               if "image/png" in o.get("data", {})]
     assert images, "every chapter shows figures"
-
-
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_runs_as_in_jupyterlab(lab_book, chapter):
-    root, results = lab_book
-    assert results[chapter].ok, results[chapter].error
-    executed = json.loads((root / "book" / "chapters" / f"{chapter}.ipynb").read_text())
-    widgets = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
-               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
-    assert widgets, "in a live kernel the chapter shows its explorer as a widget"
 
 
 def test_book_builds(smoke_book):
