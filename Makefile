@@ -4,6 +4,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (containers, CI) unless told it may
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup data book test lab bench clean
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: $(STAMP)
-	bash ci/get-data.sh
+	bash ci/system-packages.sh
 	$(BIN)/nblib data
 
 setup: $(STAMP) data
@@ -27,7 +30,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(LAB_ROOT) $(LAB_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_fit.py

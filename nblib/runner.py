@@ -162,18 +162,21 @@ def _first_error(notebook: Path) -> str:
     return "papermill failed before any cell ran"
 
 
-def kernel_env(staging: Path) -> dict:
+def kernel_env(staging: Path, interactive: bool = False) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
-    ``python3`` kernelspec resolves to it), batch mode, and where to record claims."""
+    ``python3`` kernelspec resolves to it), batch mode unless `interactive` (the branch a
+    JupyterLab reader runs: explorers as widgets), and where to record claims."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["NBLIB_BATCH"] = "1"
+    env.pop("NBLIB_BATCH", None)
+    if not interactive:
+        env["NBLIB_BATCH"] = "1"
     env["NBLIB_CLAIMS_DIR"] = str(staging)
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
 
 
-def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Result:
+def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False) -> Result:
     """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
 
     The executed notebook and its claims (recorded in ``results/.staging/`` while it runs)
@@ -186,11 +189,11 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float) -> Res
     staging = config.results_dir(root) / ".staging"
     staged, recorded = staging / f"{notebook.stem}.json", config.results_dir(root) / f"{notebook.stem}.json"
     claims.reset_file(staged)
-    command = [sys.executable, "-m", "papermill", str(notebook), str(tmp), "-p", "profile", profile,
+    command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=kernel_env(staging), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(command, env=kernel_env(staging, interactive), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
         error = "" if proc.returncode == 0 else _first_error(tmp)
@@ -241,6 +244,7 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
             print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
             result = run_chapter(notebook, root, profile, timeout)
             results.append(result)
+            _record_timing(root, result, profile)
             status = "ok" if result.ok else f"FAILED: {result.error}"
             print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
                   flush=True)
@@ -248,6 +252,67 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
                 break
     print(summary_table(results))
     return results
+
+
+def _read_json(path: Path) -> dict:
+    """A small bookkeeping file, or {} when it is absent or unreadable (it is only a record:
+    a damaged one is started afresh, never a reason to stop)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _record_timing(root: Path, result: Result, profile: str) -> None:
+    """Remember how long the chapter's last run took, for the report `nblib book` prints."""
+    path = config.results_dir(root) / TIMINGS
+    timings = _read_json(path) | {result.chapter: {"seconds": round(result.seconds, 1), "profile": profile,
+                                                   "ok": result.ok}}
+    config.write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(timings, indent=1)))
+
+
+TIMINGS = "timings.json"  # in the results folder, beside the claims
+LAST_BUILD = "last-book-claims.json"  # in the cache folder: outside git, kept across fresh clones
+
+
+def build_report(root: Path) -> str:
+    """One table for a maintainer: each chapter's seconds (its last run) and claims passed
+    and failed, then every claim whose value or verdict changed since the last build on
+    this machine (old → new). Remembers this build's values for the next report."""
+    timings = _read_json(config.results_dir(root) / TIMINGS)
+    last_path = config.cache_dir() / LAST_BUILD
+    last, now = _read_json(last_path), {}
+    lines = [f"{'chapter':28} {'profile':>7} {'seconds':>8} {'passed':>7} {'failed':>7}"]
+    changes = []
+    for notebook in notebooks(root):
+        records = claims.read_file(config.results_dir(root) / f"{notebook.stem}.json")
+        timing = timings.get(notebook.stem, {})
+        seconds = f"{timing['seconds']:8.1f}" if "seconds" in timing else f"{'?':>8}"
+        passed = sum(r["passed"] for r in records)
+        lines.append(f"{notebook.stem:28} {timing.get('profile', '?'):>7} {seconds} {passed:7d} "
+                     f"{len(records) - passed:7d}")
+        now[notebook.stem] = {r["id"]: {"value": r["value"], "passed": r["passed"], "profile": r["profile"]}
+                              for r in records}
+        before = last.get(notebook.stem, {})
+        for claim_id in sorted(now[notebook.stem].keys() | before.keys()):
+            old, new = before.get(claim_id), now[notebook.stem].get(claim_id)
+            if old != new:
+                changes.append(f"  {claim_id}: {_claim_state(old)} → {_claim_state(new)}")
+    if not last:
+        lines.append("no earlier build on this machine to compare claims with")
+    elif changes:
+        lines += ["claims changed since the last build:", *changes]
+    else:
+        lines.append("no claim changed since the last build")
+    config.write_atomic(last_path, lambda tmp: Path(tmp).write_text(json.dumps(now, indent=1)))
+    return "\n".join(lines)
+
+
+def _claim_state(record: dict | None) -> str:
+    if record is None:
+        return "(none)"
+    return f"{record['value']:.4g} ({'pass' if record['passed'] else 'FAIL'}, {record['profile']})"
 
 
 def summary_table(results: list[Result]) -> str:
@@ -290,9 +355,14 @@ def claims_page(root: Path) -> tuple[str, int, int]:
     return text, total, passed
 
 
-def build_book(root: Path) -> Path:
-    """Write book/claims.md and build the HTML book; refuse if a chapter is missing or
-    failed, or while a run is working in this checkout."""
+def build_book(root: Path, page_check: bool = True) -> Path:
+    """Write book/claims.md, build the HTML book, load every page in Chromium (unless not
+    `page_check`) and print the build report; refuse if a chapter is missing or failed, or
+    while a run is working in this checkout. Raises `RuntimeError` naming each broken page."""
+    if page_check:
+        from . import pagecheck
+
+        pagecheck.find_browser()  # before the build, not a minute after it
     with exclusive(root):
         out_dir = root / "book" / "chapters"
         problems = []
@@ -309,6 +379,14 @@ def build_book(root: Path) -> Path:
         (root / "book" / "claims.md").write_text(text)
         jupyter_book = Path(sys.executable).parent / "jupyter-book"
         subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"], check=True)
-    index = root / "_build" / "html" / "index.html"
-    print(f"book: {index}\n{total} claims, {passed} passed")
-    return index
+        html = root / "_build" / "html"
+        if page_check:
+            print("loading every page in Chromium ...", flush=True)
+            broken = pagecheck.check_site(html, pagecheck.expected_pages(root))
+        print(build_report(root))
+    print(f"book: {html / 'index.html'}\n{total} claims, {passed} passed")
+    if page_check and broken:
+        raise RuntimeError(f"{len(broken)} problem(s) in the built pages:\n  " + "\n  ".join(map(str, broken)))
+    if page_check:
+        print("every page loaded: no broken images, internal links or JavaScript errors")
+    return html / "index.html"

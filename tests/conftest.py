@@ -7,6 +7,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+needs_chromium = pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="Chromium and chromedriver are not installed (bash ci/system-packages.sh as root installs them)")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory):

@@ -1,15 +1,18 @@
-"""Every chapter, end to end at the smoke profile, then a smoke build of the book."""
+"""Every chapter, end to end at the smoke profile (as `nblib run` runs it, and as JupyterLab
+does), then a smoke build of the book, checked page by page in Chromium."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from nblib import runner
+from nblib import pagecheck, runner
 
-from .conftest import ROOT, book_copy
+from .conftest import ROOT, book_copy, needs_chromium
 
 CHAPTERS = [nb.stem for nb in runner.notebooks(ROOT)]
 
@@ -19,6 +22,15 @@ def smoke_book(tmp_path_factory):
     root = book_copy(tmp_path_factory.mktemp("book"))
     results = {r.chapter: r for r in runner.run(root, [], "smoke", timeout=900, keep_going=True)}
     return root, results
+
+
+@pytest.fixture(scope="session")
+def lab_book(tmp_path_factory, smoke_book):
+    """Every chapter run as in JupyterLab ($NBLIB_BATCH unset), after the batch run has
+    filled the model cache."""
+    root = book_copy(tmp_path_factory.mktemp("lab"))
+    return root, {nb.stem: runner.run_chapter(nb, root, "smoke", 900, interactive=True)
+                  for nb in runner.notebooks(root)}
 
 
 def test_there_are_chapters():
@@ -49,15 +61,48 @@ def test_chapter_runs_at_smoke(smoke_book, chapter):
     assert images, "every chapter shows figures"
 
 
-def test_book_builds(smoke_book):
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_runs_as_in_jupyterlab(lab_book, chapter):
+    root, results = lab_book
+    assert results[chapter].ok, results[chapter].error
+    executed = json.loads((root / "book" / "chapters" / f"{chapter}.ipynb").read_text())
+    widgets = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert widgets, "in a live kernel the chapter shows its explorer as a widget"
+
+
+@pytest.fixture(scope="session")
+def built_book(smoke_book):
     root, results = smoke_book
     assert all(r.ok for r in results.values())
-    index = runner.build_book(root)
+    return root, runner.build_book(root, page_check=False)
+
+
+def test_book_builds(built_book):
+    root, index = built_book
     assert index.exists()
     for chapter in CHAPTERS:
         html = (root / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
         assert "<img" in html
     assert "claims" in (root / "book" / "claims.md").read_text().lower()
+
+
+@needs_chromium
+def test_every_page_of_the_built_book_loads_in_chromium(built_book):
+    root, index = built_book
+    assert pagecheck.check_site(index.parent, pagecheck.expected_pages(root)) == []
+
+
+@needs_chromium
+def test_a_figure_that_does_not_render_fails_the_check_naming_its_chapter(built_book, tmp_path):
+    root, index = built_book
+    html = tmp_path / "html"
+    shutil.copytree(index.parent, html)
+    page = html / "book" / "chapters" / f"{CHAPTERS[0]}.html"
+    figure = re.search(r'<img[^>]+src="([^"]+_images/[^"]+)"', page.read_text()).group(1)
+    (page.parent / figure).resolve().write_bytes(b"")
+    problems = [str(p) for p in pagecheck.check_site(html)]
+    assert any(p.startswith(f"book/chapters/{CHAPTERS[0]}.html: image did not render") for p in problems), problems
 
 
 def test_toc_lists_existing_pages():

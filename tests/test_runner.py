@@ -97,3 +97,26 @@ def test_a_failed_rerun_keeps_the_last_good_notebook_and_claims(root):
     assert json.loads((root / "results" / "01_ok.json").read_text())[0]["value"] == 1.0  # not the failed run's
     with pytest.raises(RuntimeError, match="01_ok failed on its last run"):
         runner.build_book(root)
+
+
+def test_build_report_lists_seconds_claims_and_changes(root):
+    runner.run(root, ["01"], "smoke", 300, False)
+    first = runner.build_report(root)
+    assert "01_ok" in first and "smoke" in first and "no earlier build on this machine" in first
+    assert "no claim changed since the last build" in runner.build_report(root)
+    make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK.replace('1.0, ">"', '0.25, ">"'))
+    runner.run(root, ["01"], "smoke", 300, False)
+    report = runner.build_report(root)
+    assert "ok/x: 1 (pass, smoke) → 0.25 (FAIL, smoke)" in report
+    row = next(line for line in report.splitlines() if line.startswith("01_ok"))
+    assert row.split()[-2:] == ["0", "1"]  # passed, failed
+    assert float(row.split()[2]) > 0  # the chapter's seconds
+
+
+def test_build_report_survives_damaged_records(root):
+    runner.run(root, ["01"], "smoke", 300, False)
+    (root / "results" / runner.TIMINGS).write_text("{not json")
+    from nblib import config
+    (config.cache_dir() / runner.LAST_BUILD).write_text("[1, 2]")
+    report = runner.build_report(root)
+    assert "01_ok" in report and "?" in report and "no earlier build" in report

@@ -1,0 +1,207 @@
+"""Load every page of the built book in headless Chromium and report what a reader would
+find broken: a page that does not load, an image that did not render, an internal link
+that leads nowhere, a JavaScript error.
+
+The pages are served from a local HTTP server (as a web host would serve them, so that
+scripts behave as they do online). Resources from other hosts (fonts, MathJax from a CDN)
+are not this book's to check and need a network CI may not have: they are ignored.
+Needs Debian's ``chromium`` and ``chromium-driver`` (``ci/system-packages.sh``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import re
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+# Records what fails while a page loads, before any of the page's own scripts run.
+_RECORDER = """
+window.__nblibProblems = [];
+window.addEventListener('error', function (e) {
+  if (e instanceof ErrorEvent) {
+    window.__nblibProblems.push(['script', e.message + ' (' + e.filename + ':' + e.lineno + ')']);
+  } else if (e.target && (e.target.src || e.target.href)) {
+    window.__nblibProblems.push(['resource', e.target.src || e.target.href]);
+  }
+}, true);
+window.addEventListener('unhandledrejection', function (e) {
+  window.__nblibProblems.push(['script', 'unhandled promise rejection: ' + e.reason]);
+});
+"""
+
+_PAGE_STATE = """
+return {
+  ready: document.readyState,
+  images: Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+  text: document.body ? document.body.innerText.length : 0,
+  problems: window.__nblibProblems || [],
+};
+"""
+
+
+class BrowserMissing(RuntimeError):
+    """Chromium or its driver is not installed."""
+
+
+@dataclass
+class Problem:
+    page: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.page}: {self.what}"
+
+
+def pages(html_dir: Path) -> list[Path]:
+    """Every HTML page of the built book (not the theme's or Sphinx's static files)."""
+    skip = {"_static", "_sources", "_images", "_downloads"}
+    return sorted(p for p in html_dir.rglob("*.html") if not skip & set(p.relative_to(html_dir).parts))
+
+
+def expected_pages(root: Path) -> list[str]:
+    """The pages the table of contents promises: ``book/intro.html``, each chapter, …"""
+    import yaml
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [entry["file"] for entry in part.get("chapters", [])]
+    return [f"{Path(f).with_suffix('')}.html" for f in files]
+
+
+def find_browser() -> tuple[str, str]:
+    """Paths of the Chromium binary and of chromedriver, or `BrowserMissing` saying how to install them."""
+    browser = next(filter(None, map(shutil.which, ["chromium", "chromium-browser", "google-chrome"])), None)
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        raise BrowserMissing("the page check needs Chromium and chromedriver: install Debian's 'chromium' "
+                             "and 'chromium-driver' (bash ci/system-packages.sh as root does), "
+                             "or build with 'nblib book --no-page-check'")
+    return browser, driver
+
+
+@contextlib.contextmanager
+def _serve(html_dir: Path):
+    """An HTTP server for `html_dir` on a free local port, for the duration of the block."""
+    handler = functools.partial(_QuietHandler, directory=str(html_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # one line per request would bury the report
+        pass
+
+
+@contextlib.contextmanager
+def _chromium():
+    """Headless Chromium driven by selenium, with a fresh profile and no background traffic
+    (this machine's closed network refuses it)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = find_browser()
+    with tempfile.TemporaryDirectory(prefix="nblib-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = browser
+        for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1280,1024",
+                     f"--user-data-dir={profile}"]:
+            options.add_argument(flag)
+        session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
+        try:
+            session.set_page_load_timeout(60)
+            session.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _RECORDER})
+            yield session
+        finally:
+            session.quit()
+
+
+def _ids(path: Path, cache: dict) -> set[str]:
+    """The element ids (and old-style anchor names) of a built page."""
+    if path not in cache:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        cache[path] = set(re.findall(r'\b(?:id|name)="([^"]+)"', text))
+    return cache[path]
+
+
+def _link_problem(href: str, base: str, html_dir: Path, ids: dict) -> str | None:
+    """Why an internal link leads nowhere (None if it leads somewhere)."""
+    url = urllib.parse.urlsplit(href)
+    if not href.startswith(base):
+        return None  # another host, mailto:, javascript: — not ours to check
+    target = html_dir / urllib.parse.unquote(url.path[len(urllib.parse.urlsplit(base).path):])
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.exists():
+        return f"link to a missing page: {href}"
+    fragment = urllib.parse.unquote(url.fragment)
+    if fragment and target.suffix == ".html" and fragment not in _ids(target, ids):
+        return f"link to a missing anchor: {href}"
+    return None
+
+
+def _wait_for_images(session, timeout: float = 15.0) -> dict:
+    """The page's state once it has loaded and every image has finished (or `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = session.execute_script(_PAGE_STATE)
+        settled = state["ready"] == "complete" and all(done for _, done, _ in state["images"])
+        if settled or time.monotonic() > deadline:
+            return state
+        time.sleep(0.1)
+
+
+def check_site(html_dir: Path, required: list[str] = ()) -> list[Problem]:
+    """Load every page under `html_dir` in Chromium; the problems a reader would meet.
+
+    `required` lists pages (relative paths) that must exist, e.g. `expected_pages(root)`.
+    """
+    html_dir = Path(html_dir).resolve()
+    if not (html_dir / "index.html").exists():
+        raise FileNotFoundError(f"no built book in {html_dir} (index.html missing); run 'nblib book' first")
+    problems = [Problem(name, "page missing from the built book") for name in required
+                if not (html_dir / name).exists()]
+    ids: dict = {}
+    with _serve(html_dir) as base, _chromium() as session:
+        for page in pages(html_dir):
+            name = page.relative_to(html_dir).as_posix()
+            try:
+                session.get(base + urllib.parse.quote(name))
+            except Exception as error:  # a timeout or a crashed tab: the reader gets no page
+                problems.append(Problem(name, f"did not load: {str(error).splitlines()[0]}"))
+                continue
+            state = _wait_for_images(session)
+            if state["text"] == 0:
+                problems.append(Problem(name, "page is empty"))
+            for src, done, width in state["images"]:
+                if not done or width == 0:
+                    problems.append(Problem(name, f"image did not render: {src}"))
+            for kind, what in state["problems"]:
+                if kind == "script":
+                    problems.append(Problem(name, f"JavaScript error: {what}"))
+                elif what.startswith(base) and what not in {src for src, _, _ in state["images"]}:
+                    problems.append(Problem(name, f"resource did not load: {what}"))  # images: above
+            for href in sorted(set(state["links"])):
+                why = _link_problem(href, base, html_dir, ids)
+                if why:
+                    problems.append(Problem(name, why))
+    for problem in problems:  # the server's port changes from run to run; the paths are what matter
+        problem.what = problem.what.replace(base, "/")
+    return problems
