@@ -54,20 +54,20 @@ def paper_beside_ours(record: dict) -> str:
 
 
 def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "",
-          data: list | None = None) -> bool:
+          data: list | None = None, setting: str = "") -> bool:
     """Record that ``value op target`` (e.g. ``0.93 >= 0.9``) and check it.
 
-    `ref` gives the paper's own number; `statement` says the finding in words; `data`
-    lists the `TensorSet`s it was measured on (default: every data set the chapter has
-    loaded or subsampled so far). A claim with the same id replaces the earlier record.
-    Returns whether it held.
+    `ref` gives the paper's own number and its setting; `statement` says the finding in
+    words; `setting` says ours (model, ε, seeds…); `data` lists the `TensorSet`s it was
+    measured on (default: every data set the chapter has loaded or subsampled so far). A
+    claim with the same id replaces the earlier record. Returns whether it held.
     """
     if op not in OPERATORS:
         raise ValueError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
     run = config.current()
     value, target = float(value), float(target)
     passed = bool(OPERATORS[op](value, target))
-    record = {"id": id, "statement": statement, "value": value, "op": op, "target": target,
+    record = {"id": id, "statement": statement, "setting": setting, "value": value, "op": op, "target": target,
               "passed": passed, "ref": ref, "profile": run.profile, "device": str(run.device),
               "data": config.data_used() if data is None else [d.provenance() for d in data]}
     records = [r for r in read_file(results_file(run.chapter)) if r["id"] != id] + [record]
@@ -78,6 +78,27 @@ def claim(id: str, value: float, op: str, target: float, ref: str = "", statemen
     if not passed and run.asserts_claims:
         raise ClaimFailed(f"claim {id!r} does not hold: {value:.4g} {op} {target:.4g}")
     return passed
+
+
+def findings(chapter: str | None = None):
+    """The chapter's findings table (Markdown): each claim's finding, ours (measured value
+    against its target, setting, data), the paper's number and setting, and whether it held."""
+    from IPython.display import Markdown
+
+    rows = ["| finding | ours | paper | holds |", "|---|---|---|---|"]
+    for r in read_file(results_file(chapter or config.current().chapter)):
+        data = "; ".join(f"{d['name'].split('[')[0]} {d['size']:,}" + (f" of {d['of']:,}" if d["size"] < d["of"]
+                                                                        else "") for d in r.get("data", []))
+        ours = "; ".join(filter(None, [f"{r['value']:.4g} ({r['op']} {r['target']:.4g})", r.get("setting", ""),
+                                       data and f"data: {data}"]))
+        rows.append(f"| {md_cell(r['statement'] or r['id'])} | {md_cell(ours)} | {md_cell(r['ref']) or '—'} | "
+                    f"{'✅' if r['passed'] else '❌'} |")
+    return Markdown("\n".join(rows))
+
+
+def md_cell(text: str) -> str:
+    """Text safe inside a Markdown table cell (MyST reads $…$ as maths)."""
+    return text.replace("|", "\\|").replace("$", "\\$")
 
 
 def summary(chapter: str | None = None):

@@ -4,7 +4,7 @@ pruning buys in bytes and milliseconds, and lottery tickets.
 Unstructured pruning (Han et al. 2015) zeroes individual weights: the network keeps its
 shape, so dense kernels run no faster, but the weights compress. Structured pruning
 (Li et al. 2017) removes whole filters and returns a physically smaller network. The
-lottery-ticket procedure (Frankle & Carbin 2019) prunes iteratively and rewinds the
+lottery-ticket procedure (Frankle & Carbin 2019) prunes iteratively and resets the
 surviving weights to their initial values.
 """
 
@@ -196,7 +196,7 @@ def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, th
     return Latency(measured.median, measured.iqr, threads)
 
 
-def _rewind_(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
+def _reset_(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
     """Reset every weight to its initial value, in place, keeping the masks."""
     state = model.state_dict()
     for key in state:
@@ -206,10 +206,10 @@ def _rewind_(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
 
 
 def lottery_ticket(build, train, test, rounds: int, amount: float = 0.2, **fit_kwargs) -> list[dict]:
-    """Iterative magnitude pruning with rewinding (Frankle & Carbin 2019).
+    """Iterative magnitude pruning with resetting (Frankle & Carbin 2019).
 
     Train ``build()``; then `rounds` times: prune the `amount` fraction of the remaining
-    weights (globally), rewind the survivors to their initial values, retrain. After each
+    weights (globally), reset the survivors to their initial values, retrain. After each
     round, a control with the same mask and a fresh random initialisation is trained the
     same way. Returns one row per round: sparsity, the ticket's and the control's final
     test accuracy (the control is absent for the dense round 0).
@@ -226,9 +226,9 @@ def lottery_ticket(build, train, test, rounds: int, amount: float = 0.2, **fit_k
         for r in range(rounds + 1):
             if r:
                 global_magnitude_(model, amount)
-                _rewind_(model, initial)
+                _reset_(model, initial)
             row = {"round": r, "sparsity": sparsity(model)["overall"],
-                   "rewound ticket": fit(model, train, test, progress=False, **fit_kwargs).test_acc[-1]}
+                   "reset ticket": fit(model, train, test, progress=False, **fit_kwargs).test_acc[-1]}
             if r:
                 control = apply_masks_(build(), masks(model))
                 row["random re-initialisation"] = fit(control, train, test, progress=False, **fit_kwargs).test_acc[-1]

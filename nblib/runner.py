@@ -322,9 +322,8 @@ def summary_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell (MyST reads $…$ as maths)."""
-    return text.replace("|", "\\|").replace("$", "\\$")
+def _with_setting(record: dict) -> str:
+    return record["statement"] + (f" ({record['setting']})" if record.get("setting") else "")
 
 
 def claims_page(root: Path) -> tuple[str, int, int]:
@@ -338,13 +337,16 @@ def claims_page(root: Path) -> tuple[str, int, int]:
         passed += sum(r["passed"] for r in records)
         data = {d["name"]: d for r in records for d in r.get("data", [])}
         runs = sorted({f"profile {r['profile']} on {r['device']}" for r in records})
-        data_lines = [f"- {_md(line)}" for line in claims.describe_data(list(data.values()))] or ["- no data set"]
+        data_lines = ([f"- {claims.md_cell(line)}" for line in claims.describe_data(list(data.values()))]
+                      or ["- no data set"])
         sections += [f"## [{notebook.stem}](chapters/{notebook.stem}.ipynb)", "",
                      f"Measured at {', '.join(runs)}, on:", "", *data_lines, "",
                      "| claim | statement | measured | target | paper (and where ours differs) | pass |",
                      "|---|---|---|---|---|---|"]
-        sections += [f"| `{r['id']}` | {_md(r['statement'])} | {r['value']:.4g} | {r['op']} {r['target']:.4g} | "
-                     f"{_md(claims.paper_beside_ours(r))} | {'✅' if r['passed'] else '❌'} |" for r in records]
+        sections += [f"| `{r['id']}` | {claims.md_cell(_with_setting(r))} | {r['value']:.4g} | "
+                     f"{r['op']} {r['target']:.4g} | "
+                     f"{claims.md_cell(claims.paper_beside_ours(r))} | {'✅' if r['passed'] else '❌'} |"
+                     for r in records]
         sections.append("")
     text = "\n".join([
         "# Claims", "",

@@ -50,3 +50,29 @@ def test_claim_needs_setup(monkeypatch):
     monkeypatch.setattr(config, "_current", None)
     with pytest.raises(RuntimeError, match="nblib.setup"):
         nblib.claim("t/e", 1, ">", 0)
+
+
+def test_findings_table_has_ours_beside_the_paper(smoke, fashion):
+    subset = fashion[1].subset(100, 0)
+    nblib.claim("t/f", 0.81, ">=", 0.8, ref="Paper 2020: 0.9 on all of it", statement="it works | mostly",
+                setting="CNN, 3 seeds", data=[subset])
+    nblib.claim("t/g", 0.1, ">", 0.5, statement="a failing one")
+    table = claims.findings().data.splitlines()
+    assert table[0] == "| finding | ours | paper | holds |"
+    assert ("| it works \\| mostly | 0.81 (>= 0.8); CNN, 3 seeds; data: fashion-mnist/test 100 of 10,000 "
+            "| Paper 2020: 0.9 on all of it | ✅ |") in table
+    failing = next(row for row in table if row.startswith("| a failing one"))
+    assert failing.startswith("| a failing one | 0.1 (> 0.5)") and failing.endswith("| — | ❌ |")
+
+
+def test_say_and_show_source():
+    from nblib import prose
+
+    assert prose.say("""
+        Two lines,
+        dedented.""").data == "Two lines,\ndedented."
+    html = prose.show_source(prose.say).data
+    assert html.startswith('<details class="nblib-source"><summary>source: nblib.prose.say</summary>')
+    assert "def" in html and "Markdown" in html
+    with pytest.raises(ValueError, match="at least one"):
+        prose.show_source()

@@ -84,16 +84,17 @@ def test_lottery_ticket_rounds(digits):
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert [round(r["sparsity"], 2) for r in rows] == [0.0, 0.5, 0.75]
     assert "random re-initialisation" not in rows[0] and 0 < rows[2]["random re-initialisation"] <= 1
+    assert all(0 < r["reset ticket"] <= 1 for r in rows)
 
 
-def test_rewind_restores_initial_weights_under_the_mask():
+def test_reset_restores_initial_weights_under_the_mask():
     model = nblib.mlp([4, 3, 2])
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     pruning.global_magnitude_(model, 0.5)
-    pruning._rewind_(model, initial)
+    pruning._reset_(model, initial)
     for name, m in pruning.prunable(model):
         assert torch.equal(m.weight_orig, initial[f"{name}.weight"]) and torch.equal(m.bias, initial[f"{name}.bias"])
 
