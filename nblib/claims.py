@@ -92,7 +92,7 @@ def findings(chapter: str | None = None):
         ours = "; ".join(filter(None, [f"{r['value']:.4g} ({r['op']} {r['target']:.4g})", r.get("setting", ""),
                                        data and f"data: {data}"]))
         rows.append(f"| {md_cell(r['statement'] or r['id'])} | {md_cell(ours)} | {md_cell(r['ref']) or '—'} | "
-                    f"{'✅' if r['passed'] else '❌'} |")
+                    f"{'yes' if r['passed'] else '**no**'} |")
     return Markdown("\n".join(rows))
 
 

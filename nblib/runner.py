@@ -345,7 +345,7 @@ def claims_page(root: Path) -> tuple[str, int, int]:
                      "|---|---|---|---|---|---|"]
         sections += [f"| `{r['id']}` | {claims.md_cell(_with_setting(r))} | {r['value']:.4g} | "
                      f"{r['op']} {r['target']:.4g} | "
-                     f"{claims.md_cell(claims.paper_beside_ours(r))} | {'✅' if r['passed'] else '❌'} |"
+                     f"{claims.md_cell(claims.paper_beside_ours(r))} | {'yes' if r['passed'] else '**no**'} |"
                      for r in records]
         sections.append("")
     text = "\n".join([

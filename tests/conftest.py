@@ -66,4 +66,5 @@ def book_copy(dest: Path) -> Path:
         if page.name != "claims.md":
             shutil.copy(page, dest / "book" / page.name)
     shutil.copy(ROOT / "book" / "references.bib", dest / "book" / "references.bib")
+    shutil.copytree(ROOT / "book" / "_ext", dest / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
     return dest

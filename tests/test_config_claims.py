@@ -57,12 +57,15 @@ def test_findings_table_has_ours_beside_the_paper(smoke, fashion):
     nblib.claim("t/f", 0.81, ">=", 0.8, ref="Paper 2020: 0.9 on all of it", statement="it works | mostly",
                 setting="CNN, 3 seeds", data=[subset])
     nblib.claim("t/g", 0.1, ">", 0.5, statement="a failing one")
+    nblib.claim("t/h", 1, ">", 0, statement="full set and subset", data=[fashion[1], subset, fashion[0]])
     table = claims.findings().data.splitlines()
     assert table[0] == "| finding | ours | paper | holds |"
     assert ("| it works \\| mostly | 0.81 (>= 0.8); CNN, 3 seeds; data: fashion-mnist/test 100 of 10,000 "
-            "| Paper 2020: 0.9 on all of it | ✅ |") in table
+            "| Paper 2020: 0.9 on all of it | yes |") in table
+    both = next(row for row in table if row.startswith("| full set and subset"))
+    assert "data: fashion-mnist/test 10,000; fashion-mnist/test 100 of 10,000; fashion-mnist/train 60,000 |" in both
     failing = next(row for row in table if row.startswith("| a failing one"))
-    assert failing.startswith("| a failing one | 0.1 (> 0.5)") and failing.endswith("| — | ❌ |")
+    assert failing.startswith("| a failing one | 0.1 (> 0.5)") and failing.endswith("| — | **no** |")
 
 
 def test_say_and_show_source():
