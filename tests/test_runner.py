@@ -99,7 +99,8 @@ def test_a_failed_rerun_keeps_the_last_good_notebook_and_claims(root):
         runner.build_book(root)
 
 
-def test_build_report_lists_seconds_claims_and_changes(root):
+def test_build_report_lists_seconds_claims_and_changes(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))  # a machine that has built no book yet
     runner.run(root, ["01"], "smoke", 300, False)
     first = runner.build_report(root)
     assert "01_ok" in first and "smoke" in first and "no earlier build on this machine" in first
@@ -113,7 +114,8 @@ def test_build_report_lists_seconds_claims_and_changes(root):
     assert float(row.split()[2]) > 0  # the chapter's seconds
 
 
-def test_build_report_survives_damaged_records(root):
+def test_build_report_survives_damaged_records(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))
     runner.run(root, ["01"], "smoke", 300, False)
     (root / "results" / runner.TIMINGS).write_text("{not json")
     from nblib import config
