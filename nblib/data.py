@@ -346,7 +346,7 @@ _REPORTED: set[tuple[str, str]] = set()
 def _locate(name: str) -> tuple[Source, dict[str, Path]]:
     """The first source of `name` that is present, and its files. An absent source is
     skipped (the sources tried are printed); a present but bad one stops with DataCorrupt."""
-    tried = []
+    tried, surprising = [], bool(os.environ.get("NBLIB_DATA"))  # a $NBLIB_DATA without the set is news
     for source in SOURCES[name][1]:
         try:
             files = source.files()
@@ -354,9 +354,10 @@ def _locate(name: str) -> tuple[Source, dict[str, Path]]:
             raise
         except Exception as error:  # this source cannot be reached (offline, not installed): try the next
             tried.append(f"  - {source.describe}: {type(error).__name__}: {str(error)[:300]}")
+            surprising = True
             continue
         if files is not None:
-            if tried and (name, source.describe) not in _REPORTED:
+            if tried and surprising and (name, source.describe) not in _REPORTED:
                 _REPORTED.add((name, source.describe))  # once per process, not at every load
                 print(f"{name}: using {source.describe}; tried before it:\n" + "\n".join(tried))
             return source, files
@@ -386,7 +387,10 @@ def _tensor_sets(name: str, arrays: dict, classes: list[str], source: str) -> tu
                            digest=arrays[f"{s}_digest"]) for s in ("train", "test"))
     for s in sets:
         config.note_data(s.provenance())
-    print(f"{name}: {len(sets[0]):,} train / {len(sets[1]):,} test images {tuple(sets[0].x.shape[1:])} from {source}")
+    if (name, source) not in _REPORTED:  # once per process: a chapter may load a set twice
+        _REPORTED.add((name, source))
+        print(f"{name}: {len(sets[0]):,} train / {len(sets[1]):,} test images {tuple(sets[0].x.shape[1:])} "
+              f"from {source}")
     return sets
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import zlib
 from dataclasses import dataclass
 
@@ -186,7 +187,12 @@ def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, th
     """Seconds per forward pass of `batch` in eval and inference mode on the CPU, measured
     with `torch.utils.benchmark` (warm-up, repeated blocks for at least `min_run_time`
     seconds, a fixed number of `threads`: default torch's current setting)."""
-    from torch.utils import benchmark
+    cpp_log = logging.getLogger("torch.utils.cpp_extension")
+    level, cpp_log.level = cpp_log.level, logging.ERROR  # its "No CUDA runtime" warning is about compiling
+    try:
+        from torch.utils import benchmark
+    finally:
+        cpp_log.setLevel(level)
 
     model = copy.deepcopy(model).cpu().eval()  # a CPU copy: the caller's model stays where it is
     threads = threads or torch.get_num_threads()

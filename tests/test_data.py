@@ -217,3 +217,13 @@ def test_sample_function():
     points = data.sample_function(torch.sin, 11)
     assert points.x.shape == (11, 1) and torch.allclose(points.y, torch.sin(points.x))
     assert "sin(x) at 11" in points.source
+
+
+def test_the_usual_source_is_announced_once_and_quietly(monkeypatch, capsys):
+    monkeypatch.delenv("NBLIB_DATA", raising=False)
+    monkeypatch.setattr(data, "_REPORTED", set())
+    data.load("fashion-mnist")
+    data.load("fashion-mnist")
+    out = capsys.readouterr().out
+    assert "tried before it" not in out  # an unset $NBLIB_DATA is not news
+    assert out.count("fashion-mnist: 60,000 train / 10,000 test images") == 1

@@ -47,6 +47,9 @@ def test_chapter_source_conventions(chapter):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     toc = (ROOT / "_toc.yml").read_text()
     assert f"book/chapters/{chapter}" in toc
+    shown = [line for c in code if "remove-input" not in c["metadata"].get("tags", [])
+             for line in "".join(c["source"]).splitlines()]
+    assert [line for line in shown if len(line) > 88] == [], "code the reader sees fits the page: ≤ 88 characters"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
