@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .train import channels_last as _channels_last
 from .train import eval_mode as _eval_mode
 
 NORMS = ("linf", "l2")
@@ -112,8 +113,10 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
          targeted: bool, random_start: bool, return_iterations: bool, check_labels: bool):
     """`pgd` on one batch, arguments already checked; the labels' range is checked against
     the first logits when `check_labels` (a host sync, skipped inside training loops)."""
-    home = x.device
+    home, images = x.device, x.dim() == 4
     x, y = _on_model(model, x.detach(), y)
+    if images:  # channels-last convolutions are several times faster on a CPU
+        x = x.contiguous(memory_format=torch.channels_last)
     if random_start and norm == "linf":
         delta = torch.empty_like(x).uniform_(-eps, eps)
     elif random_start:  # uniform radius in [0, eps] along a uniform direction
@@ -129,7 +132,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
         fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
         return torch.where((first < 0) & fooled, i, first)
 
-    with _eval_mode(model):
+    with _eval_mode(model), _channels_last(model, enabled=images):
         for i in range(steps):
             x_adv.requires_grad_(True)
             logits = model(x_adv)
@@ -151,7 +154,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
         if return_iterations:
             with torch.no_grad():
                 first = note_fooled(model(x_adv), steps)
-    x_adv = x_adv.detach().to(home)
+    x_adv = x_adv.detach().contiguous().to(home)
     return (x_adv, first.to(home)) if return_iterations else x_adv
 
 

@@ -127,6 +127,18 @@ class TensorSet:
         config.note_data(part.provenance())
         return part
 
+    def split(self, n: int, seed: int = 0) -> tuple[TensorSet, TensorSet]:
+        """``(subset(n, seed), the rest)``: two disjoint parts, e.g. training and validation."""
+        if not 0 < n < len(self):
+            raise ValueError(f"cannot split {n} of {len(self)} samples off {self.name!r}")
+        first = self.subset(n, seed)
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[n:]
+        digest = hashlib.sha1(f"{self.id}[{n}@{seed}:]".encode()).hexdigest()[:16]
+        rest = TensorSet(self.x[order], self.y[order], self.classes, f"{self.name}[{n}@{seed}:]", self.source,
+                         self.of, digest)
+        config.note_data(rest.provenance())
+        return first, rest
+
     def rgb(self) -> TensorSet:
         """Greyscale images repeated to three channels (to share a network with colour ones)."""
         if self.x.shape[1] == 3:

@@ -186,7 +186,8 @@ class Latency:
 def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, threads: int | None = None) -> Latency:
     """Seconds per forward pass of `batch` in eval and inference mode on the CPU, measured
     with `torch.utils.benchmark` (warm-up, repeated blocks for at least `min_run_time`
-    seconds, a fixed number of `threads`: default torch's current setting)."""
+    seconds, a fixed number of `threads`: default torch's current setting); images in
+    channels-last order."""
     cpp_log = logging.getLogger("torch.utils.cpp_extension")
     level, cpp_log.level = cpp_log.level, logging.ERROR  # its "No CUDA runtime" warning is about compiling
     try:
@@ -195,49 +196,209 @@ def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, th
         cpp_log.setLevel(level)
 
     model = copy.deepcopy(model).cpu().eval()  # a CPU copy: the caller's model stays where it is
+    batch = batch.cpu()
+    if batch.dim() == 4:  # every variant in the fastest layout, as `nblib.predict` runs them
+        model.to(memory_format=torch.channels_last)
+        batch = batch.contiguous(memory_format=torch.channels_last)
     threads = threads or torch.get_num_threads()
-    timer = benchmark.Timer(stmt="model(batch)", globals={"model": model, "batch": batch.cpu()}, num_threads=threads)
+    timer = benchmark.Timer(stmt="model(batch)", globals={"model": model, "batch": batch}, num_threads=threads)
     with torch.inference_mode():
         measured = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(measured.median, measured.iqr, threads)
 
 
-def _reset_(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
-    """Reset every weight to its initial value, in place, keeping the masks."""
-    state = model.state_dict()
-    for key in state:
-        if not key.endswith("_mask"):
-            state[key] = initial[key.replace("weight_orig", "weight")]
-    model.load_state_dict(state)
+class MLPStack(nn.Module):
+    """Independent ReLU MLPs of one shape, held as stacked tensors so that batched matmuls
+    run them all: for many small networks (seeds, controls) on a CPU, where a separate
+    network's step is mostly overhead. Built from `nblib.mlp` networks. Layer l's weights
+    are stored ``in × copies × out``, so the first layer, whose input all copies share,
+    is one wide matmul. `forward` maps a batch (N×...) to logits (copies×N×classes).
 
-
-def lottery_ticket(build, train, test, rounds: int, amount: float = 0.2, **fit_kwargs) -> list[dict]:
-    """Iterative magnitude pruning with resetting (Frankle & Carbin 2019).
-
-    Train ``build()``; then `rounds` times: prune the `amount` fraction of the remaining
-    weights (globally), reset the survivors to their initial values, retrain. After each
-    round, a control with the same mask and a fresh random initialisation is trained the
-    same way. Returns one row per round: sparsity, the ticket's and the control's final
-    test accuracy (the control is absent for the dense round 0).
+    Masks (buffers, all ones until `set_masks_`) are kept by zeroing: `set_masks_` zeroes
+    the masked weights and training must zero their gradients (`mask_gradients_`), so
+    they stay exactly zero under Adam or SGD without weight decay.
     """
-    from .train import fit, progress_bar
+
+    def __init__(self, nets: list[nn.Sequential]):
+        super().__init__()
+        layers = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
+        if not nets or len({tuple(layer.weight.shape for layer in ls) for ls in layers}) != 1:
+            raise ValueError("MLPStack needs one or more networks with the same layer sizes")
+        depth = len(layers[0])
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].weight.detach().T for ls in layers], dim=1)) for i in range(depth))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers])) for i in range(depth))
+        for i, w in enumerate(self.weights):
+            self.register_buffer(f"mask{i}", torch.ones_like(w))
+
+    @property
+    def copies(self) -> int:
+        return self.weights[0].shape[1]
+
+    @property
+    def masks(self) -> list[torch.Tensor]:
+        """Per layer, ``in × copies × out``; 1 = kept."""
+        return [getattr(self, f"mask{i}") for i in range(len(self.weights))]
+
+    def set_masks_(self, layer_masks: list[torch.Tensor]) -> MLPStack:
+        """Set the masks (shaped like the weights) and zero the masked weights, in place."""
+        with torch.no_grad():
+            for w, mask, new in zip(self.weights, self.masks, layer_masks, strict=True):
+                mask.copy_(new)
+                w.mul_(mask)
+        return self
+
+    def mask_gradients_(self) -> None:
+        """Zero the gradients of masked weights (call between `backward` and the step)."""
+        for w, mask in zip(self.weights, self.masks):
+            w.grad.mul_(mask)
+
+    def take_(self, other: MLPStack, which: torch.Tensor) -> None:
+        """Copy, in place, the weights of the copies where `which` (bool, per copy) is true from `other`."""
+        with torch.no_grad():
+            for mine, theirs in zip(self.weights, other.weights):
+                mine.copy_(torch.where(which.view(1, -1, 1), theirs, mine))
+            for mine, theirs in zip(self.biases, other.biases):
+                mine.copy_(torch.where(which.view(-1, 1), theirs, mine))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w0 = self.weights[0]
+        h = (x.flatten(1) @ w0.flatten(1)).unflatten(1, w0.shape[1:]).transpose(0, 1) + self.biases[0].unsqueeze(1)
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            h = torch.bmm(torch.relu(h), w.transpose(0, 1)) + b.unsqueeze(1)
+        return h
+
+    def unstack(self) -> list[nn.Sequential]:
+        """The copies as ordinary `nblib.mlp` networks."""
+        from .models import mlp
+
+        sizes = [self.weights[0].shape[0]] + [w.shape[2] for w in self.weights]
+        nets = [mlp(sizes) for _ in range(self.copies)]
+        with torch.no_grad():
+            for m, net in enumerate(nets):
+                for (_, layer), w, b in zip(prunable(net), self.weights, self.biases):
+                    layer.weight.copy_(w[:, m].T)
+                    layer.bias.copy_(b[m])
+        return nets
+
+
+def _stack_losses(stack: MLPStack, data, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per copy: mean cross-entropy and accuracy on `data` (two tensors of length copies)."""
+    device = stack.weights[0].device
+    loss = correct = 0
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            x, y = data.x[i:i + batch_size].to(device), data.y[i:i + batch_size].to(device)
+            logits = stack(x)
+            loss = loss + nn.functional.cross_entropy(
+                logits.transpose(1, 2), y.expand(len(logits), -1), reduction="none").sum(1)
+            correct = correct + (logits.argmax(2) == y).sum(1)
+    return loss / len(data), correct / len(data)
+
+
+def _train_stack(stack: MLPStack, train, val, epochs: int, lr: float, batch_size: int, eval_every: int,
+                 generator: torch.Generator, bar) -> tuple[torch.Tensor, MLPStack]:
+    """Adam on every copy at once (each copy's gradient is that of its own mean loss; Adam
+    is elementwise, so the copies train exactly as they would apart), the same batches
+    for all. Every `eval_every` steps and at the end, each copy's validation loss is
+    measured. Returns the step of each copy's lowest validation loss (Frankle & Carbin's
+    early-stopping iteration) and a stack holding each copy's weights at that step."""
+    device = stack.weights[0].device
+    opt = torch.optim.Adam(stack.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+    x, y = train.x.flatten(1).to(device), train.y.to(device)
+    best_loss = torch.full((stack.copies,), float("inf"), device=device)
+    best_step = torch.zeros(stack.copies, dtype=torch.long, device=device)
+    early_stopped = copy.deepcopy(stack)
+    step, last = 0, epochs * -(-len(y) // batch_size)
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator).to(device)
+        for i in range(0, len(y), batch_size):
+            batch = order[i:i + batch_size]
+            logits = stack(x[batch])
+            loss = nn.functional.cross_entropy(
+                logits.transpose(1, 2), y[batch].expand(len(logits), -1), reduction="sum") / len(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            stack.mask_gradients_()
+            opt.step()
+            step += 1
+            bar.update()
+            if step % eval_every == 0 or step == last:
+                val_loss = _stack_losses(stack, val)[0]
+                if not torch.isfinite(val_loss).all():
+                    raise FloatingPointError(f"lottery-ticket training diverged by step {step} (validation loss "
+                                             f"{val_loss.tolist()}): lower the learning rate (lr={lr})")
+                better = val_loss < best_loss
+                best_loss = torch.where(better, val_loss, best_loss)
+                best_step[better] = step
+                early_stopped.take_(stack, better)
+    return best_step, early_stopped
+
+
+def lottery_tickets(sizes: list[int], train, val, test, rounds: int, amount: float = 0.2, seeds=(0, 1, 2),
+                    epochs: int = 5, lr: float = 1.2e-3, batch_size: int = 60, eval_every: int = 50,
+                    device=None) -> list[dict]:
+    """Iterative magnitude pruning with resetting (Frankle & Carbin 2019), for `nblib.mlp`
+    networks of layer `sizes`, one independent run per seed, all trained at once.
+
+    Round 0 trains each seed's network from its initial weights. Each later round prunes
+    the `amount` fraction of each network's remaining weights (globally over its layers),
+    resets the survivors to their initial values and retrains: the *reset ticket*. Beside
+    each, a control with the same mask and fresh random initial weights trains the same
+    way (Frankle & Carbin's random re-initialisation). Training is Adam (the paper: lr
+    1.2e-3, batch 60), with the validation loss on `val` measured every `eval_every`
+    steps; the same batch order for every network of a round. Returns one row per round,
+    seed and arm: sparsity, final test accuracy, the early-stopping step (lowest
+    validation loss) and the test accuracy there.
+    """
+    from .models import mlp
+    from .train import pick_device, progress_bar
 
     _check_amount(amount)
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
         raise ValueError(f"rounds must be a whole number >= 0, got {rounds!r}")
-    model = build()
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds!r}")
+    device = torch.device(device) if device else pick_device()
+
+    def initial(seed: int) -> nn.Sequential:
+        torch.manual_seed(seed)
+        return mlp(sizes)
+
+    tickets = [initial(seed) for seed in seeds]
+    ticket_masks = None  # round 0 is dense
     rows = []
-    with progress_bar(rounds + 1, "lottery ticket rounds") as bar:
+    steps = epochs * -(-len(train) // batch_size)
+    with progress_bar((rounds + 1) * steps, "lottery ticket rounds") as bar:
         for r in range(rounds + 1):
-            if r:
-                global_magnitude_(model, amount)
-                _reset_(model, initial)
-            row = {"round": r, "sparsity": sparsity(model)["overall"],
-                   "reset ticket": fit(model, train, test, progress=False, **fit_kwargs).test_acc[-1]}
-            if r:
-                control = apply_masks_(build(), masks(model))
-                row["random re-initialisation"] = fit(control, train, test, progress=False, **fit_kwargs).test_acc[-1]
-            rows.append(row)
-            bar.update()
+            arms = {"reset ticket": tickets}
+            if r:  # the controls' fresh weights come from seeds no ticket uses
+                arms["random re-initialisation"] = [initial(10_000 * r + seed) for seed in seeds]
+            stack = MLPStack([net for nets in arms.values() for net in nets]).to(device)
+            if ticket_masks is not None:
+                stack.set_masks_([mask.repeat(1, len(arms), 1) for mask in ticket_masks])
+            generator = torch.Generator().manual_seed(r)
+            best_step, early_stopped = _train_stack(stack, train, val, epochs, lr, batch_size, eval_every,
+                                                    generator, bar)
+            final_acc, early_acc = _stack_losses(stack, test)[1], _stack_losses(early_stopped, test)[1]
+            density = sum(mask.sum((0, 2)) for mask in stack.masks) / sum(mask[:, 0].numel() for mask in stack.masks)
+            for m, (arm, seed) in enumerate((arm, seed) for arm in arms for seed in seeds):
+                rows.append({"round": r, "seed": seed, "arm": arm, "sparsity": 1 - density[m].item(),
+                             "test accuracy": final_acc[m].item(), "early-stop step": best_step[m].item(),
+                             "test accuracy at early stop": early_acc[m].item()})
+            ticket_masks = _prune_tickets(stack, len(seeds), amount)
     return rows
+
+
+def _prune_tickets(stack: MLPStack, n: int, amount: float) -> list[torch.Tensor]:
+    """The next round's masks for the first `n` copies (the tickets), ``in × n × out`` per
+    layer: each copy pruned by `global_magnitude_` on its final trained weights, by an
+    `amount` of what remains."""
+    new = [[] for _ in stack.masks]
+    for m, net in enumerate(stack.unstack()[:n]):
+        apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(prunable(net), stack.masks)})
+        global_magnitude_(net, amount)
+        for layer, layer_mask in zip(new, masks(net).values()):
+            layer.append(layer_mask.T)
+    return [torch.stack(layer, dim=1) for layer in new]

@@ -65,19 +65,41 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+@contextmanager
+def channels_last(model: nn.Module, enabled: bool = True):
+    """Run the block with `model`'s 4-D weights and buffers in channels-last memory order,
+    then put back in contiguous order those that were: the values never change. On this
+    CPU, channels-last convolutions train a `cnn([16, 32, 64])` ~1.5× and evaluate it ~3×
+    faster. Nested uses leave the outer one's order alone."""
+    if not enabled:
+        yield model
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
+    was_contiguous = [t.is_contiguous() for t in tensors]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        for t, contiguous in zip(tensors, was_contiguous):
+            if contiguous:
+                t.data = t.data.contiguous()
+
+
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, forward=None) -> torch.Tensor:
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, forward=None) -> torch.Tensor:
     """The model's outputs for `x` (or those of `forward`, e.g. ``model.features``),
-    computed in eval mode in batches on the model's device (mode restored), returned on
-    `x`'s device."""
+    computed in eval mode in batches on the model's device (mode and memory order
+    restored), returned on `x`'s device."""
     device = next(model.parameters()).device
     forward = forward or model
-    with eval_mode(model):
-        return torch.cat([forward(x[i:i + batch_size].to(device))
+    images = x.dim() == 4
+    layout = torch.channels_last if images else torch.contiguous_format
+    with eval_mode(model), channels_last(model, enabled=images):
+        return torch.cat([forward(x[i:i + batch_size].to(device).contiguous(memory_format=layout))
                           for i in range(0, max(len(x), 1), batch_size)]).to(x.device)
 
 
-def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 1024) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 256) -> tuple[float, float]:
     """(mean loss, accuracy) of `model` on `data`; accuracy is NaN for regression."""
     out = predict(model, data.x, batch_size)
     y = data.y.to(out.device)
@@ -169,9 +191,17 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     device = torch.device(device) if device else pick_device()
     model.to(device)
     x, y = train.x.to(device), train.y.to(device)
-    if x.dim() == 4:  # channels-last convolutions and pooling are ~20% faster on CPU
-        model.to(memory_format=torch.channels_last)
+    if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
+    with channels_last(model, enabled=x.dim() == 4):
+        history = _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay,
+                         schedule, perturb, objective, device, desc, progress)
+    model.eval()
+    return history
+
+
+def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, schedule,
+           perturb, objective, device, desc, progress) -> History:
     n = len(y)
     classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
@@ -225,6 +255,4 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
             bar.set_postfix(postfix, refresh=False)
     history.seconds = time.perf_counter() - start
     history.samples_per_s = epochs * n / history.seconds
-    model.to(memory_format=torch.contiguous_format)  # hand back ordinary tensors (pruning views them flat)
-    model.eval()
     return history

@@ -27,7 +27,7 @@ def test_fgsm_equals_torchattacks(victim):
 
 def test_pgd_success_matches_torchattacks(victim):
     model, x, y = victim
-    settings = dict(eps=0.05, alpha=0.01, steps=10)
+    settings = dict(eps=0.03, alpha=0.005, steps=10)
     ours = attacks.attack_stats(model, x, attacks.pgd(model, x, y, **settings, random_start=False), y)["success"]
     reference = torchattacks.PGD(model, **settings, random_start=False)(x, y)
     theirs = attacks.attack_stats(model, x, reference, y)["success"]

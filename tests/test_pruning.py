@@ -78,25 +78,62 @@ def test_latency_leaves_the_model_alone(trained):
     trained.eval()
 
 
-def test_lottery_ticket_rounds(digits):
-    rows = pruning.lottery_ticket(lambda: nblib.mlp([784, 32, 10]), digits[0], digits[1], rounds=2, amount=0.5,
-                                  epochs=1, lr=0.01, optimizer="adam", device="cpu")
-    assert [r["round"] for r in rows] == [0, 1, 2]
-    assert [round(r["sparsity"], 2) for r in rows] == [0.0, 0.5, 0.75]
-    assert "random re-initialisation" not in rows[0] and 0 < rows[2]["random re-initialisation"] <= 1
-    assert all(0 < r["reset ticket"] <= 1 for r in rows)
+def test_mlp_stack_runs_each_network():
+    nets = [nblib.mlp([12, 7, 5, 3]) for _ in range(3)]
+    stack = pruning.MLPStack(nets)
+    x = torch.randn(4, 12)
+    out = stack(x)
+    assert out.shape == (3, 4, 3)
+    for net, logits, back in zip(nets, out, stack.unstack()):
+        torch.testing.assert_close(logits, net(x))
+        torch.testing.assert_close(back(x), net(x))
+    with pytest.raises(ValueError, match="same layer sizes"):
+        pruning.MLPStack([nblib.mlp([12, 7, 3]), nblib.mlp([12, 8, 3])])
 
 
-def test_reset_restores_initial_weights_under_the_mask():
-    model = nblib.mlp([4, 3, 2])
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    pruning.global_magnitude_(model, 0.5)
-    pruning._reset_(model, initial)
-    for name, m in pruning.prunable(model):
-        assert torch.equal(m.weight_orig, initial[f"{name}.weight"]) and torch.equal(m.bias, initial[f"{name}.bias"])
+def test_stacked_training_equals_separate_training_under_torch_masks(digits):
+    """Two masked networks trained as one stack end where each ends trained alone with
+    Adam on the same batches, its mask applied by torch.nn.utils.prune."""
+    train = digits[0].subset(256, 0)
+    nets = [nblib.mlp([784, 16, 10]) for _ in range(2)]
+    layer_masks = [(torch.rand(784, 2, 16) > 0.5).float(), (torch.rand(16, 2, 10) > 0.3).float()]
+    stack = pruning.MLPStack(copy.deepcopy(nets)).set_masks_(layer_masks)
+    with nblib.train.progress_bar(0, enabled=False) as bar:
+        pruning._train_stack(stack, train, train, epochs=2, lr=0.01, batch_size=32, eval_every=4,
+                             generator=torch.Generator().manual_seed(7), bar=bar)
+    for m, net in enumerate(nets):
+        pruning.apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(pruning.prunable(net), layer_masks)})
+        opt = torch.optim.Adam(net.parameters(), lr=0.01)
+        generator = torch.Generator().manual_seed(7)
+        for _ in range(2):
+            order = torch.randperm(len(train), generator=generator)
+            for i in range(0, len(train), 32):
+                batch = order[i:i + 32]
+                loss = torch.nn.functional.cross_entropy(net(train.x[batch]), train.y[batch])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        for (_, layer), w in zip(pruning.prunable(net), stack.weights):
+            masked = layer.weight_orig * layer.weight_mask  # `layer.weight` is refreshed only by a forward pass
+            torch.testing.assert_close(w[:, m].T, masked, atol=1e-5, rtol=1e-4)
+            assert not w[:, m].T[layer.weight_mask == 0].any()  # masked weights stayed exactly zero
+
+
+def test_lottery_tickets_rounds(digits):
+    rows = pruning.lottery_tickets([784, 32, 10], digits[0], digits[1], digits[1], rounds=2, amount=0.5,
+                                   seeds=(0, 1), epochs=2, lr=0.01, eval_every=10, device="cpu")
+    steps = 2 * -(-len(digits[0]) // 60)
+    assert [(r["round"], r["seed"]) for r in rows] == [(0, 0), (0, 1)] + [(k, s) for k in (1, 2) for s in (0, 1, 0, 1)]
+    assert [r["arm"] for r in rows[2:6]] == ["reset ticket"] * 2 + ["random re-initialisation"] * 2
+    assert [round(r["sparsity"], 2) for r in rows] == [0.0] * 2 + [0.5] * 4 + [0.75] * 4
+    assert all(0 < r["test accuracy"] <= 1 and 0 < r["test accuracy at early stop"] <= 1 for r in rows)
+    assert all(0 < r["early-stop step"] <= steps for r in rows)
+
+
+def test_lottery_tickets_refuse_bad_arguments(digits):
+    for bad, message in [(dict(rounds=-1), "rounds"), (dict(seeds=(1, 1)), "seeds"), (dict(amount=1.0), "amount")]:
+        with pytest.raises(ValueError, match=message):
+            pruning.lottery_tickets([784, 8, 10], digits[0], digits[1], digits[1], **{"rounds": 1, **bad})
 
 
 @pytest.mark.parametrize("amount", [-0.1, 1.0, 1.5])
@@ -136,8 +173,3 @@ def test_prune_channels_refuses_grouped_convolutions():
 def test_in_place_pruning_says_so_and_returns_the_same_model(trained):
     model = copy.deepcopy(trained)
     assert pruning.global_magnitude_(model, 0.5) is model and pruning.sparsity(model)["overall"] > 0.49
-
-
-def test_lottery_ticket_refuses_negative_rounds(digits):
-    with pytest.raises(ValueError, match="rounds must be a whole number >= 0"):
-        pruning.lottery_ticket(lambda: nblib.mlp([784, 8, 10]), digits[0], digits[1], rounds=-1)
