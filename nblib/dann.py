@@ -61,9 +61,9 @@ class DANN(nn.Module):
         super().__init__()
         self.reverse = reverse
         norm = nn.BatchNorm2d if bn else nn.Identity
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 5), norm(32), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(32, 48, 5), norm(48), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten())
+        self.features = nn.Sequential(  # pooling before the norm: a quarter of its work (1.35× faster here)
+            nn.Conv2d(in_channels, 32, 5), nn.MaxPool2d(2), norm(32), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 48, 5), nn.MaxPool2d(2), norm(48), nn.ReLU(inplace=True), nn.Flatten())
         self.label_head = nn.Sequential(nn.Linear(768, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
                                         nn.Linear(100, num_classes))
         self.domain_head = nn.Sequential(nn.Linear(768, 100), nn.ReLU(), nn.Linear(100, 2))
@@ -81,27 +81,32 @@ class DANN(nn.Module):
 class DomainAdversarial:
     """A `fit(..., objective=...)` step for DANN: each labelled source batch is paired with
     a random unlabelled target batch of the same size; the loss is the source label loss
-    plus the domain loss on both, with λ following `lambda_schedule` of the progress.
-    Records per epoch the domain loss, the domain classifier's accuracy and λ."""
+    plus the domain loss on both, with λ following `lambda_schedule` of the progress (or
+    fixed at `lambd`, for the ablation). Records per epoch the domain loss, the domain
+    classifier's accuracy and λ."""
 
-    def __init__(self, target: TensorSet, gamma: float = 10.0):
-        self.target, self.gamma = target, gamma
+    def __init__(self, target: TensorSet, gamma: float = 10.0, lambd: float | None = None):
+        if lambd is not None and not lambd >= 0:
+            raise ValueError(f"a fixed lambd must be a number >= 0, got {lambd}")
+        self.target, self.gamma, self.fixed = target, gamma, lambd
         self._x = None
 
     def __repr__(self) -> str:  # the cache keys on this
-        return f"DomainAdversarial(target={self.target.id}, gamma={self.gamma})"
+        fixed = "" if self.fixed is None else f", lambd={self.fixed}"
+        return f"DomainAdversarial(target={self.target.id}, gamma={self.gamma}{fixed})"
 
     def __call__(self, model: DANN, x: torch.Tensor, y: torch.Tensor, progress: float):
         if self._x is None or self._x.device != x.device:
             self._x = self.target.x.to(x.device)
             self._sums = torch.zeros(3, device=x.device)
         xt = self._x[torch.randint(len(self._x), (len(x),), device=x.device)]
+        xt = xt.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.contiguous_format)
         # each domain through the extractor on its own: with batch norm, each batch is then
         # normalised by its own domain's statistics, as DANN implementations do (one joint
         # pass mixes the statistics and adapted far worse here: 60% against 82% on MNIST-M)
         features = torch.cat([model.features(x), model.features(xt)])
         out = model.label_head(features[:len(x)])
-        self.lambd = lambda_schedule(progress, self.gamma)
+        self.lambd = lambda_schedule(progress, self.gamma) if self.fixed is None else self.fixed
         domain = torch.cat([torch.zeros(len(x)), torch.ones(len(xt))]).long().to(x.device)
         domain_out = model.domain_logits(features, self.lambd)
         domain_loss = F.cross_entropy(domain_out, domain, reduction="sum") / 2  # per source-sample scale

@@ -41,6 +41,14 @@ def test_failed_claim_is_not_asserted_at_smoke(smoke):
     assert claims.read_file(claims.results_file("test_chapter"))[-1]["passed"] is False
 
 
+def test_reported_expectation_is_recorded_as_failed_not_asserted(quick):
+    assert nblib.claim("t/e", 0.04, ">=", 0.05, reported="pre-registered; contradicted") is False
+    record = claims.read_file(claims.results_file("test_chapter"))[-1]
+    assert record["passed"] is False and record["reported"] == "pre-registered; contradicted"
+    assert "**no** (expected; reported)" in claims.findings("test_chapter").data
+    assert nblib.claim("t/f", 0.06, ">=", 0.05, reported="pre-registered; contradicted")  # it may hold after all
+
+
 def test_unknown_operator(smoke):
     with pytest.raises(ValueError, match="unknown operator"):
         nblib.claim("t/d", 1, "==", 1)

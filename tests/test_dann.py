@@ -79,6 +79,17 @@ def test_dann_step_trains_both_heads(mnist_m):
     assert "reverse=False" in repr(dann.DANN(reverse=False))
 
 
+def test_fixed_lambda_replaces_the_schedule(mnist_m):
+    (mnist_train, _), (train, _) = mnist_m
+    objective = dann.DomainAdversarial(train.subset(200), lambd=0.3)
+    h = nblib.fit(dann.DANN(), mnist_train.rgb().subset(200), epochs=2, lr=0.01, batch_size=64,
+                  objective=objective, progress=False, device="cpu")
+    assert h.extra["lambda"] == [0.3, 0.3] and "lambd=0.3" in repr(objective)
+    assert repr(objective) != repr(dann.DomainAdversarial(train.subset(200)))
+    with pytest.raises(ValueError, match="lambd"):
+        dann.DomainAdversarial(train, lambd=-1.0)
+
+
 def test_proxy_a_distance_separates_and_mixes():
     torch.manual_seed(0)
     same = dann.proxy_a_distance(torch.randn(400, 5), torch.randn(400, 5))
