@@ -251,21 +251,21 @@ class MLPStack(nn.Module):
 
     def mask_gradients_(self) -> None:
         """Zero the gradients of masked weights (call between `backward` and the step)."""
-        for w, mask in zip(self.weights, self.masks):
+        for w, mask in zip(self.weights, self.masks, strict=False):
             w.grad.mul_(mask)
 
     def take_(self, other: MLPStack, which: torch.Tensor) -> None:
         """Copy, in place, the weights of the copies where `which` (bool, per copy) is true from `other`."""
         with torch.no_grad():
-            for mine, theirs in zip(self.weights, other.weights):
+            for mine, theirs in zip(self.weights, other.weights, strict=False):
                 mine.copy_(torch.where(which.view(1, -1, 1), theirs, mine))
-            for mine, theirs in zip(self.biases, other.biases):
+            for mine, theirs in zip(self.biases, other.biases, strict=False):
                 mine.copy_(torch.where(which.view(-1, 1), theirs, mine))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w0 = self.weights[0]
         h = (x.flatten(1) @ w0.flatten(1)).unflatten(1, w0.shape[1:]).transpose(0, 1) + self.biases[0].unsqueeze(1)
-        for w, b in zip(self.weights[1:], self.biases[1:]):
+        for w, b in zip(self.weights[1:], self.biases[1:], strict=False):
             h = torch.bmm(torch.relu(h), w.transpose(0, 1)) + b.unsqueeze(1)
         return h
 
@@ -277,7 +277,7 @@ class MLPStack(nn.Module):
         nets = [mlp(sizes) for _ in range(self.copies)]
         with torch.no_grad():
             for m, net in enumerate(nets):
-                for (_, layer), w, b in zip(prunable(net), self.weights, self.biases):
+                for (_, layer), w, b in zip(prunable(net), self.weights, self.biases, strict=False):
                     layer.weight.copy_(w[:, m].T)
                     layer.bias.copy_(b[m])
         return nets
@@ -363,8 +363,9 @@ def lottery_tickets(sizes: list[int], train, val, test, rounds: int, amount: flo
     device = torch.device(device) if device else pick_device()
 
     def initial(seed: int) -> nn.Sequential:
-        torch.manual_seed(seed)
-        return mlp(sizes)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            torch.manual_seed(seed)
+            return mlp(sizes)
 
     tickets = [initial(seed) for seed in seeds]
     ticket_masks = None  # round 0 is dense
@@ -397,8 +398,8 @@ def _prune_tickets(stack: MLPStack, n: int, amount: float) -> list[torch.Tensor]
     `amount` of what remains."""
     new = [[] for _ in stack.masks]
     for m, net in enumerate(stack.unstack()[:n]):
-        apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(prunable(net), stack.masks)})
+        apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(prunable(net), stack.masks, strict=False)})
         global_magnitude_(net, amount)
-        for layer, layer_mask in zip(new, masks(net).values()):
+        for layer, layer_mask in zip(new, masks(net).values(), strict=False):
             layer.append(layer_mask.T)
     return [torch.stack(layer, dim=1) for layer in new]

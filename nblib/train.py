@@ -80,7 +80,7 @@ def channels_last(model: nn.Module, enabled: bool = True):
     try:
         yield model
     finally:
-        for t, contiguous in zip(tensors, was_contiguous):
+        for t, contiguous in zip(tensors, was_contiguous, strict=False):
             if contiguous:
                 t.data = t.data.contiguous()
 

@@ -84,7 +84,7 @@ def test_mlp_stack_runs_each_network():
     x = torch.randn(4, 12)
     out = stack(x)
     assert out.shape == (3, 4, 3)
-    for net, logits, back in zip(nets, out, stack.unstack()):
+    for net, logits, back in zip(nets, out, stack.unstack(), strict=False):
         torch.testing.assert_close(logits, net(x))
         torch.testing.assert_close(back(x), net(x))
     with pytest.raises(ValueError, match="same layer sizes"):
@@ -102,7 +102,7 @@ def test_stacked_training_equals_separate_training_under_torch_masks(digits):
         pruning._train_stack(stack, train, train, epochs=2, lr=0.01, batch_size=32, eval_every=4,
                              generator=torch.Generator().manual_seed(7), bar=bar)
     for m, net in enumerate(nets):
-        pruning.apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(pruning.prunable(net), layer_masks)})
+        pruning.apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(pruning.prunable(net), layer_masks, strict=False)})
         opt = torch.optim.Adam(net.parameters(), lr=0.01)
         generator = torch.Generator().manual_seed(7)
         for _ in range(2):
@@ -113,7 +113,7 @@ def test_stacked_training_equals_separate_training_under_torch_masks(digits):
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        for (_, layer), w in zip(pruning.prunable(net), stack.weights):
+        for (_, layer), w in zip(pruning.prunable(net), stack.weights, strict=False):
             masked = layer.weight_orig * layer.weight_mask  # `layer.weight` is refreshed only by a forward pass
             torch.testing.assert_close(w[:, m].T, masked, atol=1e-5, rtol=1e-4)
             assert not w[:, m].T[layer.weight_mask == 0].any()  # masked weights stayed exactly zero
