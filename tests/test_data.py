@@ -186,6 +186,17 @@ def test_subset_is_deterministic_and_says_it_is_a_subset(fashion):
                               "size": 100, "of": 60000}
 
 
+def test_split_gives_the_subset_and_the_disjoint_rest(fashion):
+    first, rest = fashion[0].split(1000, seed=3)
+    assert first.id == fashion[0].subset(1000, seed=3).id  # the same samples a subset draws
+    assert len(first) + len(rest) == 60000 and rest.of == 60000 and rest.name.endswith("[1000@3:]")
+    order = torch.randperm(60000, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(rest.y, fashion[0].y[order[1000:]])  # nothing of `first` in `rest`
+    for n in (0, 60000):
+        with pytest.raises(ValueError, match="cannot split"):
+            fashion[0].split(n)
+
+
 def test_claims_record_the_data_they_used(smoke, mnist):
     train, test = data.load("mnist")
     part = train.subset(1000)

@@ -56,6 +56,22 @@ def test_predict_and_evaluate_restore_mode(smoke):
     assert nblib.predict(model, train.x[:5]).shape == (5, 10) and model.training
 
 
+def test_channels_last_changes_layout_not_values_and_restores_it(smoke):
+    train, _ = nblib.load("digits")
+    model = nblib.cnn([4, 8])
+    conv = [m for m in model if isinstance(m, torch.nn.Conv2d)][1].weight  # 4 input channels: the orders differ
+    expected = nblib.predict(model, train.x[:64])
+    with nblib.train.channels_last(model):
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        with nblib.train.channels_last(model):  # nested: the outer order stays
+            pass
+        assert not conv.is_contiguous()
+        torch.testing.assert_close(model.eval()(train.x[:64]), expected)
+    assert conv.is_contiguous()
+    nblib.predict(model, train.x[:8])
+    assert conv.is_contiguous()  # predict hands the model back as it found it
+
+
 @pytest.fixture
 def digits():
     return nblib.load("digits")
