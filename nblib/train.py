@@ -77,12 +77,24 @@ def channels_last(model: nn.Module, enabled: bool = True):
     tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
     was_contiguous = [t.is_contiguous() for t in tensors]
     model.to(memory_format=torch.channels_last)
+    masked = [m for m in model.modules() if isinstance(m, nn.Conv2d) and hasattr(m, "weight_orig")]
+    hooks = [m.register_forward_pre_hook(_masked_weight_channels_last) for m in masked]
     try:
         yield model
     finally:
+        for hook in hooks:
+            hook.remove()
         for t, contiguous in zip(tensors, was_contiguous, strict=False):
             if contiguous:
                 t.data = t.data.contiguous()
+
+
+def _masked_weight_channels_last(conv: nn.Conv2d, _inputs) -> None:
+    # torch.nn.utils.prune recomputes `weight` as weight_orig * mask before each forward; with
+    # one input channel the two memory orders coincide and the product comes out contiguous,
+    # which sends the first block down the slow path (pruned cnn([16, 32, 64]) trained 1.3×
+    # slower). Registered after the pruning hook, this runs after it.
+    conv.weight = conv.weight.clone(memory_format=torch.channels_last)
 
 
 @torch.no_grad()

@@ -72,6 +72,21 @@ def test_channels_last_changes_layout_not_values_and_restores_it(smoke):
     assert conv.is_contiguous()  # predict hands the model back as it found it
 
 
+def test_channels_last_keeps_a_pruned_first_conv_channels_last(smoke):
+    # torch's pruning hook recomputes the weight each forward; with one input channel the
+    # product came out contiguous and the whole first block ran in the slow order
+    train, _ = nblib.load("digits")
+    model = nblib.pruning.global_magnitude_(nblib.cnn([4, 8]), 0.5)
+    expected = nblib.predict(model, train.x[:64])
+    x = train.x[:64].contiguous(memory_format=torch.channels_last)
+    with nblib.train.channels_last(model), torch.no_grad():
+        first_block = model[1](model[0](x))
+        assert first_block.is_contiguous(memory_format=torch.channels_last) and not first_block.is_contiguous()
+        torch.testing.assert_close(model.eval()(x), expected)
+    assert not model[0]._forward_pre_hooks or all(  # only torch's own pruning hook is left
+        isinstance(h, torch.nn.utils.prune.BasePruningMethod) for h in model[0]._forward_pre_hooks.values())
+
+
 @pytest.fixture
 def digits():
     return nblib.load("digits")
