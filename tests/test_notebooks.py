@@ -62,6 +62,16 @@ def test_chapter_runs_at_smoke(smoke_book, chapter):
     images = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]
               if "image/png" in o.get("data", {})]
     assert images, "every chapter shows figures"
+    number = int(chapter[:2])
+    for c in executed["cells"]:
+        shown = [o for o in c.get("outputs", []) if o["output_type"] in ("display_data", "execute_result")]
+        if any("image/png" in o["data"] for o in shown):
+            source = "".join(c["source"])[:60]
+            figure = c["metadata"].get("mystnb", {}).get("figure", {})
+            # myst-nb wraps every displayed output of the cell in the figure: tables and prose go elsewhere
+            assert len(shown) == 1, f"a figure cell shows only its figure: {source!r}"
+            assert re.match(rf"\*\*Figure {number}\.\d+\.\*\* \S", figure.get("caption", "")), (
+                f"every figure has a numbered caption (cell metadata mystnb.figure): {source!r}")
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
