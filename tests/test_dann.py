@@ -43,7 +43,7 @@ def test_mnist_m_is_deterministic(monkeypatch, tmp_path):
 def test_blend_crops_differ_between_images():
     digits = torch.zeros(8, 1, 28, 28)
     photos = data.photographs()
-    assert len(photos) == 9 and all(p.shape[0] == 3 for p in photos)
+    assert len(photos) == len(data.PHOTOS) + len(data.GREY_PHOTOS) + 4 and all(p.shape[0] == 3 for p in photos)
     out = data.blend_with_photos(digits, photos, torch.Generator().manual_seed(0))
     assert len({tuple(o.flatten()[:20].tolist()) for o in out}) == 8
 
