@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "models", "pagecheck", "plots", "prose",
             "pruning", "runner", "train"}
 _NAMES = {
-    "fit_cached": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
+    "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
     "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",
     "match_params": "models", "mlp": "models", "History": "train", "evaluate": "train", "fit": "train",
     "predict": "train",

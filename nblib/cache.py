@@ -23,7 +23,8 @@ from torch import nn
 
 from . import config
 from .data import TensorSet, content_hash
-from .train import History, fit
+from .models import MLPStack
+from .train import History, StackedMSE, fit
 
 CODE_VERSION = 2  # 2: fused optimizer steps, DANN domains through batch norm separately
 
@@ -227,3 +228,25 @@ def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | 
         fit={k: v for k, v in fit_kwargs.items() if k != "progress"},
         profile=run.profile, seed=run.seed)
     return History.from_dict(extras)
+
+
+def fit_together(name: str, nets: list[nn.Sequential], datasets: list[TensorSet], **fit_kwargs) -> list[History]:
+    """`fit_cached` for several `nblib.mlp` regression networks of one shape at once, net i
+    on ``datasets[i]`` (all on the same inputs): trained as one `models.MLPStack` with the
+    same batches for all (3 to 13 times faster than one by one for the small MLPs of chapter
+    01). The trained weights are copied back into `nets`; returns one History per net."""
+    if len(nets) != len(datasets) or not nets:
+        raise ValueError(f"fit_together needs one data set per network, got {len(nets)} networks and "
+                         f"{len(datasets)} data sets")
+    if any(not torch.equal(d.x, datasets[0].x) for d in datasets):
+        raise ValueError("fit_together trains the networks on shared inputs: every data set needs the same x")
+    if any(d.y.shape != (len(d.x), 1) for d in datasets):
+        raise ValueError("fit_together fits one regression target per network: every y must be N × 1")
+    joined = TensorSet(datasets[0].x, torch.cat([d.y for d in datasets], dim=1), [],
+                       "+".join(d.name for d in datasets), "; ".join(d.source for d in datasets))
+    stack = MLPStack(nets)
+    history = fit_cached(name, stack, joined, objective=StackedMSE(len(nets)), **fit_kwargs)
+    for net, trained in zip(nets, stack.unstack(), strict=True):
+        net.load_state_dict(trained.state_dict())
+        net.to(next(stack.parameters()).device).eval()
+    return [History(train_loss=history.extra[f"loss {i}"], seconds=history.seconds) for i in range(len(nets))]

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from .models import MLPStack
+
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
 
@@ -205,83 +207,6 @@ def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, th
     with torch.inference_mode():
         measured = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(measured.median, measured.iqr, threads)
-
-
-class MLPStack(nn.Module):
-    """Independent ReLU MLPs of one shape, held as stacked tensors so that batched matmuls
-    run them all: for many small networks (seeds, controls) on a CPU, where small separate
-    matmuls use it poorly (six LeNet-300-100s at batch 60: 4.8 ms a step together, about
-    1.7 ms each apart, on 2 cores). Built from `nblib.mlp` networks. Layer l's weights
-    are stored ``in × copies × out``, so the first layer, whose input all copies share,
-    is one wide matmul. `forward` maps a batch (N×...) to logits (copies×N×classes).
-
-    Masks (buffers, all ones until `set_masks_`) are kept by zeroing: `set_masks_` zeroes
-    the masked weights and training must zero their gradients (`mask_gradients_`), so
-    they stay exactly zero under Adam or SGD without weight decay.
-    """
-
-    def __init__(self, nets: list[nn.Sequential]):
-        super().__init__()
-        layers = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
-        if not nets or len({tuple(layer.weight.shape for layer in ls) for ls in layers}) != 1:
-            raise ValueError("MLPStack needs one or more networks with the same layer sizes")
-        depth = len(layers[0])
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].weight.detach().T for ls in layers], dim=1)) for i in range(depth))
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].bias.detach() for ls in layers])) for i in range(depth))
-        for i, w in enumerate(self.weights):
-            self.register_buffer(f"mask{i}", torch.ones_like(w))
-
-    @property
-    def copies(self) -> int:
-        return self.weights[0].shape[1]
-
-    @property
-    def masks(self) -> list[torch.Tensor]:
-        """Per layer, ``in × copies × out``; 1 = kept."""
-        return [getattr(self, f"mask{i}") for i in range(len(self.weights))]
-
-    def set_masks_(self, layer_masks: list[torch.Tensor]) -> MLPStack:
-        """Set the masks (shaped like the weights) and zero the masked weights, in place."""
-        with torch.no_grad():
-            for w, mask, new in zip(self.weights, self.masks, layer_masks, strict=True):
-                mask.copy_(new)
-                w.mul_(mask)
-        return self
-
-    def mask_gradients_(self) -> None:
-        """Zero the gradients of masked weights (call between `backward` and the step)."""
-        for w, mask in zip(self.weights, self.masks, strict=False):
-            w.grad.mul_(mask)
-
-    def take_(self, other: MLPStack, which: torch.Tensor) -> None:
-        """Copy, in place, the weights of the copies where `which` (bool, per copy) is true from `other`."""
-        with torch.no_grad():
-            for mine, theirs in zip(self.weights, other.weights, strict=False):
-                mine.copy_(torch.where(which.view(1, -1, 1), theirs, mine))
-            for mine, theirs in zip(self.biases, other.biases, strict=False):
-                mine.copy_(torch.where(which.view(-1, 1), theirs, mine))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w0 = self.weights[0]
-        h = (x.flatten(1) @ w0.flatten(1)).unflatten(1, w0.shape[1:]).transpose(0, 1) + self.biases[0].unsqueeze(1)
-        for w, b in zip(self.weights[1:], self.biases[1:], strict=False):
-            h = torch.bmm(torch.relu(h), w.transpose(0, 1)) + b.unsqueeze(1)
-        return h
-
-    def unstack(self) -> list[nn.Sequential]:
-        """The copies as ordinary `nblib.mlp` networks."""
-        from .models import mlp
-
-        sizes = [self.weights[0].shape[0]] + [w.shape[2] for w in self.weights]
-        nets = [mlp(sizes) for _ in range(self.copies)]
-        with torch.no_grad():
-            for m, net in enumerate(nets):
-                for (_, layer), w, b in zip(prunable(net), self.weights, self.biases, strict=False):
-                    layer.weight.copy_(w[:, m].T)
-                    layer.bias.copy_(b[m])
-        return nets
 
 
 def _stack_losses(stack: MLPStack, data, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:

@@ -169,6 +169,36 @@ def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float,
         raise TypeError(f"schedule must be one of {', '.join(SCHEDULES)} or a function p -> factor")
 
 
+class StackedMSE:
+    """A `fit` objective for a `models.MLPStack` whose copies each fit their own regression
+    target: the labels are N × copies, one column per copy. The summed loss adds the
+    copies' squared errors, so each copy's gradient is that of its own mean squared error
+    and, Adam being elementwise, each copy trains as it would alone on the same batches.
+    `epoch_end` reports each copy's mean training loss of the epoch (``loss 0``, ...)."""
+
+    def __init__(self, copies: int):
+        self.copies = copies
+        self._summed, self._seen = torch.zeros(copies), 0
+
+    def __repr__(self) -> str:  # the cache keys on it
+        return f"StackedMSE(copies={self.copies})"
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float):
+        out = model(x).squeeze(2).T  # N × copies
+        if out.shape != y.shape:
+            raise ValueError(f"StackedMSE needs labels of shape N × copies = {tuple(out.shape)}, "
+                             f"got {tuple(y.shape)}")
+        per_copy = ((out - y) ** 2).sum(0)
+        self._summed = self._summed.to(per_copy.device) + per_copy.detach()
+        self._seen += len(y)
+        return per_copy.sum(), out
+
+    def epoch_end(self) -> dict[str, float]:
+        means = (self._summed / self._seen).tolist()
+        self._summed, self._seen = torch.zeros(self.copies), 0
+        return {f"loss {i}": m for i, m in enumerate(means)}
+
+
 def _why_not_finite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float) -> str:
     """The likeliest cause of a NaN or infinite loss, checked rather than assumed."""
     if not torch.isfinite(x).all():

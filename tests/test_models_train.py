@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -151,3 +152,33 @@ def test_match_params_that_cannot_match_is_an_error():
 def test_predict_returns_on_the_input_device(smoke, digits):
     out = nblib.predict(nblib.mlp([784, 8, 10]), digits[1].x[:7])
     assert out.device == digits[1].x.device and out.shape == (7, 10)
+
+
+def test_fit_together_trains_each_net_as_it_would_alone(smoke):
+    # the stack's copies see the same batches; Adam is elementwise, so each copy follows the
+    # path it would follow alone with that batch order
+    points = [nblib.data.sample_function(f, 200, name=n) for n, f in (("sin", torch.sin), ("square", torch.square))]
+    torch.manual_seed(0)
+    nets = [nblib.mlp([1, 16, 16, 1]) for _ in points]
+    alone = [copy.deepcopy(net) for net in nets]
+    histories = nblib.fit_together("test-together", nets, points, epochs=3, lr=3e-3, batch_size=50,
+                                   optimizer="adam", device="cpu")
+    seed = nblib.cache._seed_of(next(nblib.cache.path_for("x").parent.glob("test-together-*.pt")).stem)
+    for net, single, data, history in zip(nets, alone, points, histories, strict=True):
+        torch.manual_seed(seed)  # the batch order fit_together's training drew
+        solo = nblib.fit(single, data, epochs=3, lr=3e-3, batch_size=50, optimizer="adam", device="cpu",
+                         progress=False)
+        torch.testing.assert_close(nblib.predict(net, data.x), nblib.predict(single, data.x), rtol=1e-4, atol=1e-5)
+        assert history.train_loss == pytest.approx(solo.train_loss, rel=1e-4)
+    again = nblib.fit_together("test-together", [nblib.mlp([1, 16, 16, 1]) for _ in points], points, epochs=3,
+                               lr=3e-3, batch_size=50, optimizer="adam", device="cpu")
+    assert again[0].train_loss != histories[0].train_loss  # other starting weights: trained, not loaded
+
+
+def test_fit_together_refuses_mismatched_inputs(smoke):
+    a = nblib.data.sample_function(torch.sin, 50, name="a")
+    b = nblib.data.sample_function(torch.sin, 60, name="b")
+    with pytest.raises(ValueError, match="one data set per network"):
+        nblib.fit_together("bad", [nblib.mlp([1, 4, 1])], [a, a])
+    with pytest.raises(ValueError, match="same x"):
+        nblib.fit_together("bad", [nblib.mlp([1, 4, 1]) for _ in range(2)], [a, b])
