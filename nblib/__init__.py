@@ -14,7 +14,7 @@ from .config import PROFILES, interactive, pick_device, seed_everything, setup
 __version__ = "0.1.0"
 
 _MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "models", "pagecheck", "plots", "prose",
-            "pruning", "runner", "train"}
+            "pruning", "runner", "scratch", "train"}
 _NAMES = {
     "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
     "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",

