@@ -57,7 +57,7 @@ def test_digits_resized():
 
 
 def test_unknown_data_set():
-    with pytest.raises(ValueError, match="fashion-mnist, mnist, mnist-5k, digits, mnist-m"):
+    with pytest.raises(ValueError, match="fashion-mnist, mnist, mnist-5k, digits, cifar10, mnist-m"):
         data.load("cifar-100")
 
 
@@ -253,5 +253,6 @@ def test_an_incomplete_cifar10_copy_names_the_missing_batches(monkeypatch, tmp_p
     (tmp_path / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
     (tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")
     monkeypatch.setenv("NBLIB_DATA", str(tmp_path))
-    with pytest.raises(data.DataCorrupt, match="lacks data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch"):
+    missing = "lacks data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch"
+    with pytest.raises(data.DataCorrupt, match=missing):
         data.load("cifar10")

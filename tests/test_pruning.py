@@ -102,7 +102,8 @@ def test_stacked_training_equals_separate_training_under_torch_masks(digits):
         pruning._train_stack(stack, train, train, epochs=2, lr=0.01, batch_size=32, eval_every=4,
                              generator=torch.Generator().manual_seed(7), bar=bar)
     for m, net in enumerate(nets):
-        pruning.apply_masks_(net, {name: mask[:, m].T for (name, _), mask in zip(pruning.prunable(net), layer_masks, strict=False)})
+        named = zip(pruning.prunable(net), layer_masks, strict=False)
+        pruning.apply_masks_(net, {name: mask[:, m].T for (name, _), mask in named})
         opt = torch.optim.Adam(net.parameters(), lr=0.01)
         generator = torch.Generator().manual_seed(7)
         for _ in range(2):
