@@ -139,6 +139,52 @@ class TensorSet:
         config.note_data(rest.provenance())
         return first, rest
 
+    def _derived(self, x: torch.Tensor, y: torch.Tensor, change: str, renamed: bool = True) -> TensorSet:
+        """A set made from this one by `change`, which its cache id records, and its name
+        too unless the change is mere preprocessing (``renamed=False``)."""
+        digest = hashlib.sha1(f"{self.id}/{change}".encode()).hexdigest()[:16]
+        name = f"{self.name}/{change}" if renamed else self.name
+        derived = TensorSet(x, y, self.classes, name, self.source, self.of, digest)
+        config.note_data(derived.provenance())
+        return derived
+
+    def with_random_labels(self, fraction: float, seed: int = 0) -> TensorSet:
+        """Exactly ``round(fraction · n)`` samples, chosen at random, get a label drawn
+        uniformly from all classes (so about 1/classes of them keep the true one), as in
+        Zhang et al. 2017's partially corrupted labels; the same ones for the same seed."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        if self.y.dtype != torch.long or not self.classes:
+            raise ValueError(f"{self.name!r} has no class labels to randomise")
+        g = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(len(self), generator=g)[:round(fraction * len(self))]
+        y = self.y.clone()
+        y[chosen] = torch.randint(len(self.classes), (len(chosen),), generator=g)
+        return self._derived(self.x, y, f"random labels {fraction:g}@{seed}")
+
+    def with_shuffled_pixels(self, seed: int = 0) -> TensorSet:
+        """Every image's pixels (all channels together) reordered by one permutation, the
+        same for every image and for every set shuffled with this seed (Zhang et al. 2017):
+        the classes stay learnable but the images lose their spatial structure."""
+        order = torch.randperm(self.x[0].numel(), generator=torch.Generator().manual_seed(seed))
+        x = self.x.flatten(1)[:, order].reshape(self.x.shape)
+        return self._derived(x, self.y, f"shuffled pixels@{seed}")
+
+    def with_gaussian_pixels(self, seed: int = 0) -> TensorSet:
+        """Images replaced by Gaussian noise with the set's pixel mean and standard
+        deviation, labels kept (Zhang et al. 2017's "Gaussian"): nothing left to learn
+        from, only to memorise."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(self.x.shape, generator=g, dtype=self.x.dtype) * self.x.std() + self.x.mean()
+        return self._derived(x, self.y, f"gaussian pixels@{seed}")
+
+    def standardised(self, mean: float, std: float) -> TensorSet:
+        """``(x − mean) / std`` (same name; a new cache id): give every split the training
+        set's mean and std."""
+        if not std > 0:
+            raise ValueError(f"std must be > 0, got {std}")
+        return self._derived((self.x - mean) / std, self.y, f"standardised({mean!r}, {std!r})", renamed=False)
+
     def rgb(self) -> TensorSet:
         """Greyscale images repeated to three channels (to share a network with colour ones)."""
         if self.x.shape[1] == 3:

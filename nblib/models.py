@@ -19,16 +19,20 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """A fully connected network with layer sizes ``[inputs, hidden..., outputs]``.
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, dropout: float = 0.0) -> nn.Sequential:
+    """A fully connected network with layer sizes ``[inputs, hidden..., outputs]``, with
+    dropout of rate `dropout` after each hidden activation when it is > 0.
 
     Inputs are flattened first, so the same MLP takes points (N×d) or images (N×C×H×W).
+    ``net[:-1]`` computes the last hidden layer's features.
     """
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(activation())
+            layers += [activation(), nn.Dropout(dropout)] if dropout else [activation()]
     return nn.Sequential(*layers)
 
 

@@ -1,4 +1,5 @@
-"""Figures the chapters share: training curves, image grids, fitted functions, sweeps."""
+"""Figures the chapters share: training curves, image grids, fitted functions, sweeps,
+reliability diagrams and feature embeddings."""
 
 from __future__ import annotations
 
@@ -73,3 +74,30 @@ def image_rows(rows: dict[str, torch.Tensor], titles: dict[str, list[str]] | Non
         axes[r, 0].set_ylabel(name, fontsize=9)
     plt.tight_layout()
     return fig
+
+
+def reliability_diagram(table, ax=None, label: str = "", bar_color=None):
+    """Accuracy against mean confidence per bin of a `metrics.reliability_table`, as bars
+    over the bins; the diagonal is perfect calibration. Bars below it: overconfident."""
+    ax = ax or plt.subplots(figsize=(4, 4))[1]
+    filled = table[table["count"] > 0]
+    ax.bar(filled["lower"], filled["accuracy"], width=filled["upper"] - filled["lower"], align="edge",
+           edgecolor="black", linewidth=0.5, color=bar_color, alpha=0.8, label=label or None)
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", aspect="equal")
+    return ax
+
+
+def embedding_scatter(points: torch.Tensor, y: torch.Tensor, classes: list[str], ax=None, title: str = "",
+                      legend: bool = True):
+    """2-D points (e.g. a PCA or UMAP of features) coloured by class."""
+    ax = ax or plt.subplots(figsize=(4.5, 4.5))[1]
+    points, y = torch.as_tensor(points).cpu(), torch.as_tensor(y).cpu()
+    palette = sns.color_palette("tab10", len(classes))
+    for c, name in enumerate(classes):
+        chosen = y == c
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, color=palette[c], label=name)
+    ax.set(xticks=[], yticks=[], title=title)
+    if legend:
+        ax.legend(markerscale=3, fontsize=7, loc="best")
+    return ax

@@ -49,9 +49,9 @@ def progress_bar(total: int, desc: str = "", enabled: bool = True):
     return tqdm(total=total, desc=desc, disable=not enabled)
 
 
-def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out, y, reduction="sum") if y.dtype == torch.long else \
-        F.mse_loss(out, y, reduction="sum")
+def _loss(out: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(out, y, reduction="sum", label_smoothing=label_smoothing) if y.dtype == torch.long \
+        else F.mse_loss(out, y, reduction="sum")
 
 
 @contextmanager
@@ -138,7 +138,8 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
 
 
 def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float, batch_size: int, optimizer: str,
-               momentum: float, weight_decay: float, schedule) -> None:
+               momentum: float, weight_decay: float, schedule, label_smoothing: float = 0.0,
+               until_train_acc: float | None = None) -> None:
     """A clear error naming the argument, before any training."""
     for name, data in (("train", train), ("test", test)):
         if data is None:
@@ -167,6 +168,12 @@ def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float,
         raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)} or a function p -> factor")
     if not isinstance(schedule, str) and not callable(schedule):
         raise TypeError(f"schedule must be one of {', '.join(SCHEDULES)} or a function p -> factor")
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if until_train_acc is not None and not 0 < until_train_acc <= 1:
+        raise ValueError(f"until_train_acc must be in (0, 1], got {until_train_acc}")
+    if (label_smoothing or until_train_acc is not None) and train.y.dtype != torch.long:
+        raise ValueError("label_smoothing and until_train_acc are for classification (int64 labels)")
 
 
 class StackedMSE:
@@ -212,13 +219,18 @@ def _why_not_finite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: floa
 
 def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
         lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
-        nesterov: bool = True, weight_decay: float = 0.0, schedule="cosine", perturb=None, objective=None,
-        device=None, desc: str = "", progress: bool = True) -> History:
+        nesterov: bool = True, weight_decay: float = 0.0, schedule="cosine", label_smoothing: float = 0.0,
+        until_train_acc: float | None = None, perturb=None, objective=None, device=None, desc: str = "",
+        progress: bool = True) -> History:
     """Train `model` on `train` with mini-batch SGD (Nesterov momentum unless
     ``nesterov=False`` or ``momentum=0``) or Adam; evaluate on `test` each epoch.
 
     `schedule` scales the learning rate per step by a function of training progress
     p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, or any callable p → factor.
+    `label_smoothing` mixes the one-hot targets with the uniform distribution (Szegedy et
+    al. 2016). With `until_train_acc`, training stops after the first epoch whose training
+    accuracy (counted on the epoch's batches, as the network learns) reaches it; the
+    schedule still runs over `epochs`, so the learning rate is that of a run that goes on.
     Two hooks change what a step does; give them a stable repr, since the cache keys on
     them. `perturb` maps each batch ``(model, x, y) -> x`` before the step (e.g.
     `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
@@ -229,7 +241,8 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     likely cause. The model is trained in place and left on `device` (default:
     `pick_device()`), in eval mode.
     """
-    _check_fit(train, test, epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule)
+    _check_fit(train, test, epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule, label_smoothing,
+               until_train_acc)
     device = torch.device(device) if device else pick_device()
     model.to(device)
     x, y = train.x.to(device), train.y.to(device)
@@ -237,13 +250,13 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
         x = x.contiguous(memory_format=torch.channels_last)
     with channels_last(model, enabled=x.dim() == 4):
         history = _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay,
-                         schedule, perturb, objective, device, desc, progress)
+                         schedule, label_smoothing, until_train_acc, perturb, objective, device, desc, progress)
     model.eval()
     return history
 
 
 def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, schedule,
-           perturb, objective, device, desc, progress) -> History:
+           label_smoothing, until_train_acc, perturb, objective, device, desc, progress) -> History:
     n = len(y)
     classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
@@ -268,7 +281,7 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
                     xb = perturb(model, xb, yb)
                 if objective is None:
                     out = model(xb)
-                    loss = _loss(out, yb)
+                    loss = _loss(out, yb, label_smoothing)
                 else:
                     loss, out = objective(model, xb, yb, progress_now)
                 opt.zero_grad(set_to_none=True)
@@ -295,6 +308,8 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
             if test is not None and not math.isnan(history.test_acc[-1]):
                 postfix["test_acc"] = f"{history.test_acc[-1]:.3f}"
             bar.set_postfix(postfix, refresh=False)
+            if until_train_acc is not None and history.train_acc[-1] >= until_train_acc:
+                break
     history.seconds = time.perf_counter() - start
-    history.samples_per_s = epochs * n / history.seconds
+    history.samples_per_s = len(history.train_loss) * n / history.seconds
     return history

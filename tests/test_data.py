@@ -256,3 +256,44 @@ def test_an_incomplete_cifar10_copy_names_the_missing_batches(monkeypatch, tmp_p
     missing = "lacks data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch"
     with pytest.raises(data.DataCorrupt, match=missing):
         data.load("cifar10")
+
+
+def test_random_labels_change_an_exact_share_deterministically(smoke, fashion):
+    part = fashion[0].subset(2000, 0)
+    noisy = part.with_random_labels(0.5, seed=3)
+    chosen = noisy.y != part.y
+    # exactly 1000 relabelled; about a tenth of those drew their own class again
+    assert 800 < chosen.sum() <= 1000
+    assert torch.equal(noisy.y, part.with_random_labels(0.5, seed=3).y)
+    assert not torch.equal(noisy.y, part.with_random_labels(0.5, seed=4).y)
+    assert torch.equal(part.with_random_labels(0.0).y, part.y)
+    assert (part.with_random_labels(1.0).y != part.y).float().mean() == pytest.approx(0.9, abs=0.03)
+    assert torch.equal(noisy.x, part.x) and noisy.id != part.id and "random labels 0.5@3" in noisy.name
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
+        part.with_random_labels(1.5)
+
+
+def test_shuffled_pixels_use_one_permutation_for_every_set(fashion):
+    train, test = (s.subset(50, 0) for s in fashion)
+    shuffled_train, shuffled_test = train.with_shuffled_pixels(7), test.with_shuffled_pixels(7)
+    permutation = torch.randperm(784, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(shuffled_train.x.flatten(1), train.x.flatten(1)[:, permutation])
+    assert torch.equal(shuffled_test.x.flatten(1), test.x.flatten(1)[:, permutation])
+    assert torch.equal(shuffled_train.y, train.y) and shuffled_train.id != train.id
+
+
+def test_gaussian_pixels_match_the_data_and_keep_labels(fashion):
+    part = fashion[0].subset(500, 0)
+    noise = part.with_gaussian_pixels(1)
+    assert noise.x.shape == part.x.shape and torch.equal(noise.y, part.y)
+    assert noise.x.mean().item() == pytest.approx(part.x.mean().item(), abs=0.01)
+    assert noise.x.std().item() == pytest.approx(part.x.std().item(), rel=0.02)
+    assert torch.equal(noise.x, part.with_gaussian_pixels(1).x)
+
+
+def test_standardised_keeps_the_name_but_not_the_id(fashion):
+    part = fashion[0].subset(100, 0)
+    std = part.standardised(0.5, 0.25)
+    assert torch.allclose(std.x, (part.x - 0.5) / 0.25) and std.name == part.name and std.id != part.id
+    with pytest.raises(ValueError, match="std must be > 0"):
+        part.standardised(0.0, 0.0)

@@ -182,3 +182,48 @@ def test_fit_together_refuses_mismatched_inputs(smoke):
         nblib.fit_together("bad", [nblib.mlp([1, 4, 1])], [a, a])
     with pytest.raises(ValueError, match="same x"):
         nblib.fit_together("bad", [nblib.mlp([1, 4, 1]) for _ in range(2)], [a, b])
+
+
+def test_label_smoothing_trains_on_smoothed_targets(smoke, digits):
+    train = digits[0].subset(64, 0)
+    steps = {}
+    for smoothing in (0.0, 0.2):
+        torch.manual_seed(0)
+        model = nblib.mlp([784, 8, 10])
+        start = copy.deepcopy(model)
+        nblib.fit(model, train, epochs=1, lr=0.1, batch_size=64, momentum=0.0, label_smoothing=smoothing,
+                  progress=False)
+        # one plain SGD step on the whole batch: weights moved by lr × the smoothed loss's gradient
+        loss = torch.nn.functional.cross_entropy(start(train.x), train.y, label_smoothing=smoothing)
+        loss.backward()
+        expected = [p - 0.1 * p.grad for p in start.parameters()]
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), expected, strict=True))
+        steps[smoothing] = expected
+    assert not torch.allclose(steps[0.0][-1], steps[0.2][-1])
+
+
+def test_until_train_acc_stops_once_fitted(smoke, digits):
+    h = nblib.fit(nblib.mlp([784, 64, 10]), digits[0], epochs=50, lr=0.1, batch_size=64, until_train_acc=0.9,
+                  progress=False)
+    assert len(h.train_acc) < 50 and h.train_acc[-1] >= 0.9 > max(h.train_acc[:-1], default=0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\)"),
+    (dict(until_train_acc=0.0), r"until_train_acc must be in \(0, 1\]"),
+])
+def test_classification_options_are_checked(smoke, digits, bad, message):
+    with pytest.raises(ValueError, match=message):
+        nblib.fit(nblib.mlp([784, 8, 10]), digits[0], progress=False, **bad)
+    points = nblib.data.sample_function(torch.sin, 16)
+    with pytest.raises(ValueError, match="for classification"):
+        nblib.fit(nblib.mlp([1, 4, 1]), points, progress=False, label_smoothing=0.1)
+
+
+def test_mlp_dropout_after_each_hidden_layer():
+    net = nblib.mlp([784, 16, 16, 10], dropout=0.5)
+    assert [type(m).__name__ for m in net] == ["Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout",
+                                               "Linear"]
+    assert net[:-1](torch.rand(3, 1, 28, 28)).shape == (3, 16)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        nblib.mlp([4, 2], dropout=1.0)
