@@ -3,8 +3,8 @@
 A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends with
 ``nblib.claim(...)``; everything in between that is not the point of the chapter lives in
 the topic modules: config, data, models, train, cache, claims, plots, prose, metrics,
-attacks, dann, depth, pruning, scratch (and pagecheck and runner, for the book). Modules
-load on first use, so the ``nblib`` command starts without torch.
+landscape, attacks, dann, depth, pruning, scratch (and pagecheck and runner, for the
+book). Modules load on first use, so the ``nblib`` command starts without torch.
 """
 
 import importlib
@@ -13,8 +13,8 @@ from .config import PROFILES, interactive, pick_device, seed_everything, setup
 
 __version__ = "0.1.0"
 
-_MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "metrics", "models", "pagecheck", "plots",
-            "prose", "pruning", "runner", "scratch", "train"}
+_MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "landscape", "metrics", "models",
+            "pagecheck", "plots", "prose", "pruning", "runner", "scratch", "train"}
 _NAMES = {
     "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
     "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",

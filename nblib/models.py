@@ -37,11 +37,12 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, dropout: float 
 
 
 def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-        hidden: int = 0, global_pool: bool = True) -> nn.Sequential:
+        hidden: int = 0, global_pool: bool = True, bn: bool = True) -> nn.Sequential:
     """A plain CNN: one 3×3 conv + BN + ReLU block per entry of `channels`, 2×2 max-pooling
     in each of the first two blocks (and every later second one), then global average
     pooling (or, with ``global_pool=False``, the flattened feature map), an optional hidden
-    linear layer, and the classifier.
+    linear layer, and the classifier. ``bn=False`` drops batch normalisation (the
+    convolutions then have biases).
 
     A pooled block is conv → max-pool → BN → ReLU: pooling commutes with ReLU and with
     BN's per-channel scaling (when positive), and pooling first leaves BN and ReLU a
@@ -50,11 +51,11 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
     layers: list[nn.Module] = []
     size = image_size
     for i, (n_in, n_out) in enumerate(itertools.pairwise([in_channels, *channels])):
-        layers.append(nn.Conv2d(n_in, n_out, 3, padding=1, bias=False))
+        layers.append(nn.Conv2d(n_in, n_out, 3, padding=1, bias=not bn))
         if (i < 2 or i % 2 == 1) and size >= 4:
             layers.append(nn.MaxPool2d(2))
             size //= 2
-        layers += [nn.BatchNorm2d(n_out), nn.ReLU(inplace=True)]
+        layers += [nn.BatchNorm2d(n_out), nn.ReLU(inplace=True)] if bn else [nn.ReLU(inplace=True)]
     features = channels[-1] if global_pool else channels[-1] * size * size
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if global_pool else [nn.Flatten()]
     if hidden:
@@ -66,36 +67,41 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
 
 class ResidualBlock(nn.Module):
     """Two 3×3 convolutions with a skip connection (He et al. 2016); a 1×1 convolution
-    on the skip path when the shape changes. `bn=False` drops batch normalisation."""
+    on the skip path when the shape changes. `bn=False` drops batch normalisation;
+    `skip=False` drops the skip connection (Li et al. 2018's "no-short" networks)."""
 
-    def __init__(self, n_in: int, n_out: int, stride: int = 1, bn: bool = True):
+    def __init__(self, n_in: int, n_out: int, stride: int = 1, bn: bool = True, skip: bool = True):
         super().__init__()
         norm = nn.BatchNorm2d if bn else nn.Identity
         self.body = nn.Sequential(
             nn.Conv2d(n_in, n_out, 3, stride, 1, bias=not bn), norm(n_out), nn.ReLU(),
             nn.Conv2d(n_out, n_out, 3, 1, 1, bias=not bn), norm(n_out))
-        self.skip = nn.Identity() if stride == 1 and n_in == n_out else \
-            nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride, bias=not bn), norm(n_out))
+        if not skip:
+            self.skip = None
+        elif stride == 1 and n_in == n_out:
+            self.skip = nn.Identity()
+        else:
+            self.skip = nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride, bias=not bn), norm(n_out))
 
     def forward(self, x):
-        return (self.body(x) + self.skip(x)).relu()
+        return (self.body(x) if self.skip is None else self.body(x) + self.skip(x)).relu()
 
 
 class ResNet(nn.Module):
     """A small ResNet for 28×28 or 32×32 images: a 3×3 stem, one stage per entry of
     `channels` (each after the first halves the resolution), global average pooling, a
     linear classifier. ``forward(x, return_features=True)`` also returns the pooled
-    features."""
+    features. `bn` and `skip` as in `ResidualBlock`."""
 
     def __init__(self, channels=(16, 32, 64), blocks: int = 1, num_classes: int = 10, in_channels: int = 1,
-                 bn: bool = True):
+                 bn: bool = True, skip: bool = True):
         super().__init__()
         norm = nn.BatchNorm2d if bn else nn.Identity
         layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=not bn), norm(channels[0]),
                                    nn.ReLU()]
         for stage, (n_in, n_out) in enumerate(itertools.pairwise([channels[0], *channels])):
             for b in range(blocks):
-                layers.append(ResidualBlock(n_in if b == 0 else n_out, n_out, 2 if stage and not b else 1, bn))
+                layers.append(ResidualBlock(n_in if b == 0 else n_out, n_out, 2 if stage and not b else 1, bn, skip))
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(channels[-1], num_classes)
 

@@ -220,8 +220,8 @@ def _why_not_finite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: floa
 def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epochs: int = 10,
         lr: float = 0.1, batch_size: int = 128, optimizer: str = "sgd", momentum: float = 0.9,
         nesterov: bool = True, weight_decay: float = 0.0, schedule="cosine", label_smoothing: float = 0.0,
-        until_train_acc: float | None = None, perturb=None, objective=None, device=None, desc: str = "",
-        progress: bool = True) -> History:
+        until_train_acc: float | None = None, perturb=None, objective=None, watch=None,
+        record_grad_norm: bool = False, device=None, desc: str = "", progress: bool = True) -> History:
     """Train `model` on `train` with mini-batch SGD (Nesterov momentum unless
     ``nesterov=False`` or ``momentum=0``) or Adam; evaluate on `test` each epoch.
 
@@ -236,7 +236,11 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
     ``objective(model, x, y, p) -> (summed loss, outputs for accuracy)``; if it has an
     ``epoch_end()`` method, the dict it returns is appended to ``History.extra`` (e.g.
-    `nblib.dann.DomainAdversarial`). Bad arguments raise before training starts; a NaN or
+    `nblib.dann.DomainAdversarial`). Two more record without changing training: `watch`,
+    a function ``model -> {name: value}`` called before the first epoch and after each
+    (e.g. a snapshot of the weights), appends its values to ``History.extra`` (one more
+    than the epochs); ``record_grad_norm=True`` appends the gradient's L2 norm at every
+    step to ``History.extra["grad norm"]``. Bad arguments raise before training starts; a NaN or
     infinite training loss stops with a FloatingPointError naming the epoch and the
     likely cause. The model is trained in place and left on `device` (default:
     `pick_device()`), in eval mode.
@@ -250,13 +254,15 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
         x = x.contiguous(memory_format=torch.channels_last)
     with channels_last(model, enabled=x.dim() == 4):
         history = _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay,
-                         schedule, label_smoothing, until_train_acc, perturb, objective, device, desc, progress)
+                         schedule, label_smoothing, until_train_acc, perturb, objective, watch, record_grad_norm,
+                         device, desc, progress)
     model.eval()
     return history
 
 
 def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, nesterov, weight_decay, schedule,
-           label_smoothing, until_train_acc, perturb, objective, device, desc, progress) -> History:
+           label_smoothing, until_train_acc, perturb, objective, watch, record_grad_norm, device, desc,
+           progress) -> History:
     n = len(y)
     classify = y.dtype == torch.long
     steps = math.ceil(n / batch_size)
@@ -264,6 +270,14 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
     factor = SCHEDULES[schedule] if isinstance(schedule, str) else schedule
     step, total_steps = 0, epochs * steps
     history = History()
+
+    def record(values: dict) -> None:
+        for key, value in values.items():
+            history.extra.setdefault(key, []).append(value)
+
+    if watch is not None:
+        with eval_mode(model):
+            record(watch(model))
     start = time.perf_counter()
     with progress_bar(epochs * steps, desc or type(model).__name__, progress) as bar:
         for epoch in range(1, epochs + 1):
@@ -272,6 +286,7 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
             xs, ys = x[order], y[order]
             total_loss = torch.zeros((), device=device)
             total_correct = torch.zeros((), device=device)
+            grad_norms = []
             for i in range(0, n, batch_size):
                 xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
                 progress_now = step / total_steps
@@ -286,6 +301,9 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
                     loss, out = objective(model, xb, yb, progress_now)
                 opt.zero_grad(set_to_none=True)
                 (loss / len(out)).backward()
+                if record_grad_norm:  # kept on the device: no host sync per step
+                    grads = [p.grad for p in model.parameters() if p.grad is not None]
+                    grad_norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
                 opt.step()
                 step += 1
                 total_loss += loss.detach()
@@ -298,8 +316,12 @@ def _train(model, x, y, test, epochs, lr, batch_size, optimizer, momentum, neste
                                          f"{_why_not_finite(model, x, y, lr)}")
             history.train_loss.append(train_loss)
             history.train_acc.append(total_correct.item() / n if classify else math.nan)
-            for key, value in (getattr(objective, "epoch_end", dict)()).items():
-                history.extra.setdefault(key, []).append(value)
+            record(getattr(objective, "epoch_end", dict)())
+            if grad_norms:
+                history.extra.setdefault("grad norm", []).extend(torch.stack(grad_norms).tolist())
+            if watch is not None:
+                with eval_mode(model):
+                    record(watch(model))
             if test is not None:
                 test_loss, test_acc = evaluate(model, test)
                 history.test_loss.append(test_loss)
