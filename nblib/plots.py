@@ -1,5 +1,5 @@
-"""Figures the chapters share: training curves, image grids, fitted functions, sweeps,
-reliability diagrams and feature embeddings."""
+"""Figures the chapters share: training curves, image rows and grids, fitted functions,
+sweeps, reliability diagrams and feature embeddings."""
 
 from __future__ import annotations
 
@@ -74,6 +74,24 @@ def image_rows(rows: dict[str, torch.Tensor], titles: dict[str, list[str]] | Non
         axes[r, 0].set_ylabel(name, fontsize=9)
     plt.tight_layout()
     return fig
+
+
+def image_grid(images: torch.Tensor, nrow: int, ax=None, title: str = "", pad: int = 2):
+    """A batch of grey images (N×1×H×W, floats in [0, 1] or uint8) tiled `nrow` to a row on
+    one axis, white between tiles: many small images (a generator's samples) at a glance."""
+    images = images.detach().cpu()
+    images = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    n, _, h, w = images.shape
+    rows = -(-n // nrow)
+    canvas = torch.ones(rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i, img in enumerate(images):
+        r, c = divmod(i, nrow)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = img[0]
+    ax = ax or plt.subplots(figsize=(nrow * 0.5, rows * 0.5))[1]
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+    ax.set(xticks=[], yticks=[], title=title)
+    ax.grid(False)
+    return ax
 
 
 def reliability_diagram(table, ax=None, label: str = "", bar_color=None):
