@@ -148,3 +148,23 @@ def test_train_gan_rejects_bad_arguments(mnist):
     with pytest.raises(ValueError, match="28 × 28"):
         gan.train_gan(model, nblib.load("digits")[0].rgb())
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_train_gan_cached_loads_the_second_time(mnist, smoke, monkeypatch):
+    train, _ = mnist
+    digits = train.subset(128, seed=0)
+
+    def fresh():
+        torch.manual_seed(0)
+        return gan.GAN(nz=8, width_g=4, width_d=4)
+
+    first_model = fresh()
+    first = gan.train_gan_cached("test-gan", first_model, digits, epochs=1, batch_size=64, device="cpu",
+                                 progress=False)
+    monkeypatch.setattr(gan, "train_gan", lambda *a, **k: pytest.fail("trained again instead of loading"))
+    second_model = fresh()
+    second = gan.train_gan_cached("test-gan", second_model, digits, epochs=1, batch_size=64, device="cpu",
+                                  progress=False)
+    assert second["loss_d"] == first["loss_d"]
+    assert all(torch.equal(a, b) for a, b in zip(first_model.state_dict().values(),
+                                                  second_model.state_dict().values(), strict=True))
