@@ -35,6 +35,7 @@ lab: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_fit.py
 	$(BIN)/python benchmarks/bench_attacks.py
+	$(BIN)/python benchmarks/bench_saliency.py
 
 clean:
 	$(BIN)/nblib clean

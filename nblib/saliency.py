@@ -1,0 +1,233 @@
+"""Saliency: which input pixels a classifier's score for one class depends on, and whether a
+map can be trusted.
+
+Each method reads like its paper. Conventions follow captum: inputs N × C × H × W, one
+target class per image, attributions with the input's shape, on the input's device (the
+work runs on the model's device); Grad-CAM's map is N × 1 × H × W, upsampled from its
+layer. A method puts the model in eval mode and restores its mode afterwards; gradients
+come from `torch.autograd.grad`, so parameters' ``.grad`` fields are left untouched.
+
+- `gradient`: ∂S_c/∂x (Simonyan et al. 2014), by default its absolute value, the max over
+  channels taken by the caller when a single map is wanted.
+- `smoothgrad`: the gradient averaged over noisy copies x + N(0, σ²) (Smilkov et al. 2017).
+- `integrated_gradients`: (x − x′) ⊙ ∫₀¹ ∇S_c(x′ + α(x − x′)) dα by the trapezoid rule
+  (Sundararajan et al. 2017), whose sum over pixels should equal S_c(x) − S_c(x′)
+  (completeness): `completeness_gap` measures it.
+- `grad_cam`: ReLU(Σ_k α_k A_k), α_k the spatial mean of ∂S_c/∂A_k at a named layer
+  (Selvaraju et al. 2017), bilinearly upsampled to the input's size.
+- `deletion_curve`/`insertion_curve`: the class probability as the most salient pixels
+  are removed from the image, or added to a blank one (Petsiuk et al. 2018), and their AUC.
+- `randomised_copy`: the model with its top k parametrised layers re-initialised (Adebayo
+  et al. 2018's cascading randomisation), for sanity checks.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .train import eval_mode
+
+
+def _check(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated inputs, moved to the model's device."""
+    if x.dim() != 4:
+        raise ValueError(f"inputs must be N × C × H × W images, got shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("inputs contain NaN or infinite values")
+    if target.shape != (len(x),) or target.dtype != torch.long:
+        raise ValueError(f"target must be {len(x)} class indices (int64), got {tuple(target.shape)} {target.dtype}")
+    device = next(model.parameters()).device
+    return x.to(device), target.to(device)
+
+
+def _class_scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    logits = model(x)
+    if target.numel() and (target.min() < 0 or target.max() >= logits.shape[1]):
+        raise ValueError(f"target classes must lie in [0, {logits.shape[1] - 1}], "
+                         f"got {target.min().item()} … {target.max().item()}")
+    return logits.gather(1, target[:, None]).squeeze(1)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    return torch.autograd.grad(_class_scores(model, x, target).sum(), x)[0]
+
+
+def gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, absolute: bool = True) -> torch.Tensor:
+    """Simonyan et al. 2014's saliency: the gradient of the target class's score (logit)
+    with respect to the input, |∂S_c/∂x| by default (captum's ``Saliency``)."""
+    xd, td = _check(model, x, target)
+    with eval_mode(model):
+        grad = _input_gradient(model, xd, td)
+    return (grad.abs() if absolute else grad).to(x.device)
+
+
+def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int = 50,
+               noise_level: float = 0.15, absolute: bool = False, batch_size: int = 256,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Smilkov et al. 2017: the mean gradient over `samples` copies of each image with
+    Gaussian noise of σ = `noise_level` × (max − min of that image) added (their 10–20%
+    recommended). ``absolute=True`` averages |gradient| instead (their Fig. 3 variant).
+    The noisy copies are evaluated `batch_size` at a time."""
+    if samples < 1 or not noise_level >= 0:
+        raise ValueError(f"samples must be ≥ 1 and noise_level ≥ 0, got {samples} and {noise_level}")
+    xd, td = _check(model, x, target)
+    span = (xd.flatten(1).max(1).values - xd.flatten(1).min(1).values).view(-1, 1, 1, 1)
+    noise = torch.randn((samples, *xd.shape), generator=generator).to(xd.device) * noise_level * span
+    noisy = (xd + noise).flatten(0, 1)  # samples × N images, sample-major
+    targets = td.repeat(samples)
+    with eval_mode(model):
+        grads = torch.cat([_input_gradient(model, noisy[i:i + batch_size], targets[i:i + batch_size])
+                           for i in range(0, len(noisy), batch_size)])
+    grads = grads.view(samples, *xd.shape)
+    return (grads.abs() if absolute else grads).mean(0).to(x.device)
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor,
+                         baseline: torch.Tensor | None = None, steps: int = 50,
+                         batch_size: int = 256) -> torch.Tensor:
+    """Sundararajan et al. 2017: (x − x′) times the path integral of the gradient along the
+    straight line from the baseline x′ (default: black, zeros) to x, by the trapezoid rule
+    on `steps` intervals (captum's ``method="riemann_trapezoid"``)."""
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    xd, td = _check(model, x, target)
+    base = torch.zeros_like(xd) if baseline is None else baseline.to(xd.device).expand_as(xd)
+    alphas = torch.linspace(0, 1, steps + 1, device=xd.device)
+    weights = torch.full_like(alphas, 1 / steps)
+    weights[0] = weights[-1] = 0.5 / steps
+    path = (base + alphas.view(-1, 1, 1, 1, 1) * (xd - base)).flatten(0, 1)  # (steps+1)·N images
+    targets = td.repeat(steps + 1)
+    with eval_mode(model):
+        grads = torch.cat([_input_gradient(model, path[i:i + batch_size], targets[i:i + batch_size])
+                           for i in range(0, len(path), batch_size)])
+    mean_grad = (grads.view(steps + 1, *xd.shape) * weights.view(-1, 1, 1, 1, 1)).sum(0)
+    return ((xd - base) * mean_grad).to(x.device)
+
+
+@torch.no_grad()
+def completeness_gap(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attributions: torch.Tensor,
+                     baseline: torch.Tensor | None = None) -> torch.Tensor:
+    """Per image, Σ attributions − (S_c(x) − S_c(x′)): zero for exact integrated gradients
+    (their completeness axiom); the quadrature leaves a small gap."""
+    xd, td = _check(model, x, target)
+    base = torch.zeros_like(xd) if baseline is None else baseline.to(xd.device).expand_as(xd)
+    with eval_mode(model):
+        change = _class_scores(model, xd, td) - _class_scores(model, base, td)
+    return (attributions.to(xd.device).flatten(1).sum(1) - change).to(x.device)
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.Module,
+             upsample: bool = True) -> torch.Tensor:
+    """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), where A^k are `layer`'s output channels and
+    α_k the spatial mean of ∂S_c/∂A^k. N × 1 × h × w at the layer's resolution, or
+    bilinearly upsampled to the input's H × W (``upsample=True``)."""
+    xd, td = _check(model, x, target)
+    if not any(m is layer for m in model.modules()):
+        raise ValueError("layer must be a module inside model (e.g. model.features[-1])")
+    captured = []
+    hook = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        with eval_mode(model):
+            scores = _class_scores(model, xd, td)
+    finally:
+        hook.remove()
+    activations = captured[0]
+    if activations.dim() != 4:
+        raise ValueError(f"Grad-CAM needs a convolutional layer's N × K × h × w output, got "
+                         f"{tuple(activations.shape)}")
+    grads = torch.autograd.grad(scores.sum(), activations)[0]
+    cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True)).detach()
+    if upsample:
+        cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)
+    return cam.to(x.device)
+
+
+@torch.no_grad()
+def _probability_curve(model: nn.Module, start: torch.Tensor, finish: torch.Tensor, target: torch.Tensor,
+                       saliency: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    """Target probability of images that take `finish`'s pixels in place of `start`'s, the
+    most salient first, for each fraction of pixels: N × len(fractions)."""
+    n, _, h, w = start.shape
+    if saliency.shape[0] != n or saliency.shape[2:] != (h, w):
+        raise ValueError(f"saliency must be N × C × {h} × {w} for {n} images, got {tuple(saliency.shape)}")
+    per_pixel = saliency.to(start.device).abs().sum(1).flatten(1)  # channels summed
+    rank = per_pixel.argsort(1, descending=True).argsort(1)  # 0 = most salient
+    curve = []
+    with eval_mode(model):
+        for fraction in fractions.tolist():
+            swapped = (rank < round(fraction * h * w)).view(n, 1, h, w)
+            images = torch.where(swapped, finish, start)
+            curve.append(F.softmax(model(images), 1).gather(1, target[:, None]).squeeze(1))
+    return torch.stack(curve, 1)
+
+
+def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, saliency: torch.Tensor,
+                   steps: int = 20, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Petsiuk et al. 2018's deletion: the target class's probability as the most salient
+    pixels are set to `fill`, a fraction 0, 1/steps, …, 1 at a time. Returns (fractions,
+    N × (steps + 1) probabilities); a faithful map makes the probability fall fast."""
+    xd, td = _check(model, x, target)
+    fractions = torch.linspace(0, 1, steps + 1)
+    curve = _probability_curve(model, xd, torch.full_like(xd, fill), td, saliency, fractions)
+    return fractions, curve.to(x.device)
+
+
+def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, saliency: torch.Tensor,
+                    steps: int = 20, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Petsiuk et al. 2018's insertion: the most salient pixels of `x` pasted into `start`
+    (default: a blurred copy of x, as in the paper) a fraction at a time; a faithful map
+    makes the probability rise fast."""
+    xd, td = _check(model, x, target)
+    if start is None:
+        start = blur(xd)
+    fractions = torch.linspace(0, 1, steps + 1)
+    curve = _probability_curve(model, start.to(xd.device), xd, td, saliency, fractions)
+    return fractions, curve.to(x.device)
+
+
+def blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """A Gaussian blur of N × C × H × W images (kernel 4σ + 1 wide, reflected edges)."""
+    radius = max(1, round(2 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-taps**2 / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def auc(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
+    """Area under each row of `curve` over `fractions` (trapezoid rule)."""
+    return torch.trapezoid(curve, fractions.to(curve.device), dim=-1)
+
+
+def parametrised_layers(model: nn.Module) -> list[nn.Module]:
+    """The modules that hold weights of their own, in forward-definition order."""
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | None = None) -> nn.Module:
+    """A copy of `model` whose last `top` parametrised layers are re-initialised with their
+    own ``reset_parameters`` (Adebayo et al. 2018's cascading randomisation, from the
+    logits down); the model itself is untouched."""
+    layers = parametrised_layers(model)
+    if not 0 <= top <= len(layers):
+        raise ValueError(f"top must lie in 0 … {len(layers)} (the parametrised layers), got {top}")
+    randomised = copy.deepcopy(model)
+    fork = torch.random.fork_rng(devices=[]) if generator is not None else nullcontext()
+    with fork:
+        if generator is not None:
+            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        for layer in parametrised_layers(randomised)[len(layers) - top:]:
+            if not hasattr(layer, "reset_parameters"):
+                raise ValueError(f"{type(layer).__name__} has no reset_parameters to randomise it with")
+            layer.reset_parameters()
+    return randomised
+

@@ -1,0 +1,109 @@
+"""nblib.saliency on a small CNN trained on real digits, cross-checked against captum."""
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
+
+import nblib
+from nblib import saliency
+
+
+@pytest.fixture(scope="module")
+def digit_cnn():
+    """A small CNN trained briefly on scikit-learn's real digits (28 × 28), and test digits."""
+    nblib.setup("test_chapter", "smoke", 0, device="cpu")
+    train, test = nblib.load("digits")
+    torch.manual_seed(0)
+    model = nblib.models.cnn([8, 16], bn=False)
+    nblib.fit(model, train, epochs=3, lr=0.05, batch_size=64, progress=False)
+    x, y = test.x[:16], test.y[:16]
+    return model, x, y
+
+
+def test_gradient_matches_captum_saliency(digit_cnn):
+    model, x, y = digit_cnn
+    ours = saliency.gradient(model, x, y)
+    theirs = Saliency(model).attribute(x.clone().requires_grad_(True), target=y)
+    assert ours.shape == x.shape
+    torch.testing.assert_close(ours, theirs)
+    signed = saliency.gradient(model, x, y, absolute=False)
+    torch.testing.assert_close(signed.abs(), ours)
+
+
+def test_integrated_gradients_match_captum_and_are_complete(digit_cnn):
+    model, x, y = digit_cnn
+    ours = saliency.integrated_gradients(model, x, y, steps=64)
+    theirs = IntegratedGradients(model).attribute(x, target=y, n_steps=65, method="riemann_trapezoid")
+    # captum 0.9's trapezoid weighs its 65 points by 1/65 (halved at the ends), so its weights
+    # sum to 64/65; the trapezoid rule on 64 intervals weighs them by 1/64
+    torch.testing.assert_close(ours, theirs * 65 / 64, rtol=1e-4, atol=1e-4 * theirs.abs().max().item())
+    gap = saliency.completeness_gap(model, x, y, ours)
+    scores = nblib.predict(model, x).gather(1, y[:, None]).squeeze(1)
+    assert gap.abs().max() < 0.02 * scores.abs().max()
+
+
+def test_smoothgrad_agrees_with_captum_noise_tunnel(digit_cnn):
+    model, x, y = digit_cnn
+    x = x[:4]
+    y = y[:4]
+    ours = saliency.smoothgrad(model, x, y, samples=400, noise_level=0.15,
+                               generator=torch.Generator().manual_seed(0))
+    span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values)
+    torch.manual_seed(1)
+    theirs = torch.cat([
+        NoiseTunnel(Saliency(model)).attribute(x[i:i + 1], nt_type="smoothgrad", nt_samples=400,
+                                               stdevs=0.15 * span[i].item(), target=y[i:i + 1], abs=False)
+        for i in range(len(x))])
+    assert ours.shape == x.shape
+    for a, b in zip(ours, theirs, strict=True):  # two independent Monte-Carlo estimates of one mean
+        assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.9
+
+
+def test_grad_cam_matches_captum_layer_grad_cam(digit_cnn):
+    model, x, y = digit_cnn
+    layer = model[-3]  # the last ReLU, before global pooling
+    ours = saliency.grad_cam(model, x, y, layer, upsample=False)
+    theirs = LayerGradCam(model, layer).attribute(x, target=y, relu_attributions=True)
+    torch.testing.assert_close(ours, theirs)
+    assert saliency.grad_cam(model, x, y, layer).shape == (len(x), 1, 28, 28)
+
+
+def test_deletion_falls_faster_for_the_gradient_than_for_random_order(digit_cnn):
+    model, x, y = digit_cnn
+    attributions = saliency.integrated_gradients(model, x, y)
+    fractions, curve = saliency.deletion_curve(model, x, y, attributions)
+    assert curve.shape == (len(x), len(fractions))
+    random_order = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
+    _, random_curve = saliency.deletion_curve(model, x, y, random_order)
+    assert saliency.auc(fractions, curve).mean() < saliency.auc(fractions, random_curve).mean()
+    fractions, rising = saliency.insertion_curve(model, x, y, attributions)
+    torch.testing.assert_close(rising[:, -1], torch.softmax(nblib.predict(model, x), 1).gather(1, y[:, None])[:, 0])
+
+
+def test_randomised_copy_resets_top_layers_only(digit_cnn):
+    model, _, _ = digit_cnn
+    layers = saliency.parametrised_layers(model)
+    copy_ = saliency.randomised_copy(model, top=1, generator=torch.Generator().manual_seed(0))
+    new_layers = saliency.parametrised_layers(copy_)
+    assert not torch.equal(new_layers[-1].weight, layers[-1].weight)
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(new_layers[:-1], layers[:-1], strict=True))
+    with pytest.raises(ValueError, match="top must lie"):
+        saliency.randomised_copy(model, top=len(layers) + 1)
+
+
+def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
+    model, x, y = digit_cnn
+    model.train()
+    saliency.gradient(model, x[:2], y[:2])
+    assert model.training
+    model.eval()
+    with pytest.raises(ValueError, match="N × C × H × W"):
+        saliency.gradient(model, x[0], y[:1])
+    with pytest.raises(ValueError, match="class indices"):
+        saliency.gradient(model, x[:2], y[:3])
+    with pytest.raises(ValueError, match="target classes"):
+        saliency.gradient(model, x[:2], torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="inside model"):
+        saliency.grad_cam(model, x[:2], y[:2], torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="NaN"):
+        saliency.integrated_gradients(model, x[:2] * float("nan"), y[:2])
