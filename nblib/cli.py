@@ -35,7 +35,10 @@ def _cmd_data(args) -> int:
     from . import data
 
     for name in args.names or data.BOOK_DATA_SETS:
-        data.load(name)
+        if name == "imagenet-photos":  # 20 photos for a pretrained classifier, no train/test split
+            data.imagenet_photos()
+        else:
+            data.load(name)
     return 0
 
 

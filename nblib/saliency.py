@@ -125,7 +125,8 @@ def completeness_gap(model: nn.Module, x: torch.Tensor, target: torch.Tensor, at
 def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.Module,
              upsample: bool = True) -> torch.Tensor:
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), where A^k are `layer`'s output channels and
-    α_k the spatial mean of ∂S_c/∂A^k. N × 1 × h × w at the layer's resolution, or
+    α_k the spatial mean of ∂S_c/∂A^k (A: the layer's output at its last call in the
+    forward pass). N × 1 × h × w at the layer's resolution, or
     bilinearly upsampled to the input's H × W (``upsample=True``)."""
     xd, td = _check(model, x, target)
     if not any(m is layer for m in model.modules()):
@@ -137,7 +138,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.
             scores = _class_scores(model, xd, td)
     finally:
         hook.remove()
-    activations = captured[0]
+    activations = captured[-1]  # a module applied more than once (a shared activation): its last use
     if activations.dim() != 4:
         raise ValueError(f"Grad-CAM needs a convolutional layer's N × K × h × w output, got "
                          f"{tuple(activations.shape)}")

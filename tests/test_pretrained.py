@@ -1,0 +1,57 @@
+"""The offline ImageNet classifier and the 20 ImageNet photos it is tested on."""
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from nblib import data, pretrained, saliency
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return pretrained.efficientnet_lite0("cpu")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return data.imagenet_photos(224)
+
+
+def test_classifier_names_the_cat_and_most_photos(classifier, photos):
+    cat = torch.from_numpy(np.array(skimage.data.chelsea())).permute(2, 0, 1).float()[None] / 255
+    cat = torch.nn.functional.interpolate(cat, size=(224, 224), mode="bilinear", antialias=True)
+    names = data.imagenet_classes()
+    with torch.inference_mode():
+        assert names[classifier(cat).argmax(1).item()] == "Egyptian cat"
+        correct = (classifier(photos.x).argmax(1) == photos.y).float().mean().item()
+    assert correct >= 0.8  # 17 of 20 here
+    assert len(names) == 1000 and photos.x.shape == (20, 3, 224, 224)
+    assert 0 <= photos.x.min() and photos.x.max() <= 1
+
+
+def test_classifier_rejects_wrong_shapes(classifier):
+    with pytest.raises(ValueError, match="N × 3 × H × W"):
+        classifier(torch.zeros(1, 1, 224, 224))
+
+
+def test_grad_cam_on_the_head_has_its_resolution(classifier, photos):
+    x, y = photos.x[:2], photos.y[:2]
+    cam = saliency.grad_cam(classifier, x, y, classifier.last_conv_activation, upsample=False)
+    assert cam.shape == (2, 1, 7, 7) and cam.max() > 0
+
+
+def test_corrupt_photo_is_reported(photos, tmp_path, monkeypatch):
+    folder = data.imagenet_photos_folder()
+    copy = tmp_path / "imagenet-foolbox"
+    copy.mkdir()
+    for name in data.IMAGENET_PHOTOS:
+        (copy / name).write_bytes((folder / name).read_bytes())
+    first = copy / next(iter(data.IMAGENET_PHOTOS))
+    first.write_bytes(first.read_bytes()[:1000])  # truncated
+    monkeypatch.setattr(data, "imagenet_photos_folder", lambda: copy)
+    with pytest.raises(data.DataCorrupt, match="SHA-256"):
+        data.imagenet_photos()
+    first.unlink()
+    with pytest.raises(data.DataCorrupt, match="missing"):
+        data.imagenet_photos()
