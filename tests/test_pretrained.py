@@ -27,7 +27,7 @@ def test_classifier_names_the_cat_and_most_photos(classifier, photos):
         correct = (classifier(photos.x).argmax(1) == photos.y).float().mean().item()
     assert correct >= 0.8  # 17 of 20 here
     assert len(names) == 1000 and photos.x.shape == (20, 3, 224, 224)
-    assert 0 <= photos.x.min() and photos.x.max() <= 1
+    assert photos.x.min() >= 0 and photos.x.max() <= 1
 
 
 def test_classifier_rejects_wrong_shapes(classifier):
