@@ -45,7 +45,8 @@ def _one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
 
 def dcgan_init_(module: nn.Module) -> nn.Module:
     """Radford et al. 2016's initialisation, in place: convolution and linear weights from
-    N(0, 0.02²), batch-norm scales from N(1, 0.02²) and shifts 0. Returns `module`."""
+    N(0, 0.02²) (the paper's words: "all weights"); batch-norm scales from N(1, 0.02²) and
+    shifts 0, as the reference implementations do. Returns `module`."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -121,7 +122,7 @@ class Discriminator(nn.Module):
         logit = self.read_out(h).squeeze(1)
         if self.conditioning == "projection":
             _one_hot(y, self.classes)  # validates y
-            logit = logit + (self.embed(y) * h).sum(1)
+            logit = logit + (self.embed(y.to(x.device)) * h).sum(1)
         return logit
 
     def extra_repr(self) -> str:
@@ -157,20 +158,19 @@ def latent_path(z_from: torch.Tensor, z_to: torch.Tensor, steps: int) -> torch.T
     return (1 - alphas) * z_from + alphas * z_to
 
 
-@torch.no_grad()
 def generate(generator: Generator, z: torch.Tensor, y: torch.Tensor | None = None,
              batch_size: int = 500) -> torch.Tensor:
     """Images in [0, 1] (N × 1 × 28 × 28) for latent codes `z` (and classes `y`), made in
     eval mode on the generator's device (mode restored), returned on `z`'s device."""
     device = next(generator.parameters()).device
-    with eval_mode(generator):
+    with torch.no_grad(), eval_mode(generator):  # not a decorator: the cache keys on this code
         parts = [generator(z[i:i + batch_size].to(device), None if y is None else y[i:i + batch_size].to(device))
                  for i in range(0, len(z), batch_size)]
     return torch.cat(parts).add_(1).div_(2).to(z.device)
 
 
 def _check_train_gan(data: TensorSet, gan: GAN, epochs: float, batch_size: int, generator_loss: str,
-                     lr_g: float, lr_d: float, betas: tuple[float, float]) -> None:
+                     lr_g: float, lr_d: float, betas: tuple[float, float], probe, snapshots: int) -> None:
     if data.x.dim() != 4 or data.x.shape[1:] != (1, 28, 28):
         raise ValueError(f"train_gan needs N × 1 × 28 × 28 images, got {tuple(data.x.shape)}")
     if gan.conditional and data.y.dtype != torch.long:
@@ -181,6 +181,12 @@ def _check_train_gan(data: TensorSet, gan: GAN, epochs: float, batch_size: int, 
         raise ValueError(f"generator_loss must be one of {GENERATOR_LOSSES}, got {generator_loss!r}")
     if not (lr_g > 0 and lr_d > 0 and all(0 <= b < 1 for b in betas)):
         raise ValueError(f"learning rates must be > 0 and betas in [0, 1), got {lr_g}, {lr_d}, {betas}")
+    if probe is not None:
+        if snapshots < 1:
+            raise ValueError(f"snapshots must be ≥ 1 when a probe is given, got {snapshots}")
+        z, y = probe
+        with torch.no_grad(), eval_mode(gan.generator):  # raises now, not a quarter into training
+            gan.generator(z[:2].to(next(gan.parameters()).device), None if y is None else y[:2])
 
 
 def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 128, lr_g: float = 2e-4,
@@ -192,9 +198,9 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
     and fresh noise z:
 
     1. the discriminator ascends log D(x) + log(1 − D(G(z)));
-    2. the generator descends log(1 − D(G(z))) (``"saturating"``, the minimax game as
-       written) or ascends log D(G(z)) (``"non-saturating"``, the paper's practical
-       choice: strong gradients while D rejects the fakes).
+    2. on a fresh noise batch, the generator descends log(1 − D(G(z))) (``"saturating"``,
+       the minimax game as written) or ascends log D(G(z)) (``"non-saturating"``, the
+       paper's practical choice: strong gradients while D rejects the fakes).
 
     A conditional GAN draws the classes of its fakes uniformly. `epochs` may be
     fractional (a part of one pass). Returns a plain dict: per step ``loss_d``,
@@ -203,7 +209,7 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
     uint8 tensors at `snapshots` evenly spaced steps (the last one at the end), with the
     ``snapshot_steps``. Trains `gan` in place; leaves it in eval mode on `device`.
     """
-    _check_train_gan(data, gan, epochs, batch_size, generator_loss, lr_g, lr_d, betas)
+    _check_train_gan(data, gan, epochs, batch_size, generator_loss, lr_g, lr_d, betas, probe, snapshots)
     device = torch.device(device) if device else pick_device()
     gan.to(device)
     generator, discriminator = gan.generator, gan.discriminator
@@ -219,46 +225,56 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
     logs = {k: [] for k in ("loss_d", "loss_g", "d_real", "d_fake")}
     samples, order, position = [], torch.randperm(n, device=device), 0
     start = time.perf_counter()
+
+    def noise(m: int):
+        """A fresh batch of latent codes (and, for a conditional G, of uniform classes)."""
+        z = torch.randn(m, generator.nz, device=device)
+        return z, (torch.randint(0, classes, (m,), device=device) if gan.conditional else None)
+
+    def seen(y_fake):  # "y removed from D": G still gets the class, D does not
+        return y_fake if discriminator.classes else None
+
     gan.train()
-    with channels_last(gan), progress_bar(total_steps, desc, progress) as bar:
-        for step in range(1, total_steps + 1):
-            if position + batch_size > n:  # a new epoch: reshuffle
-                order, position = torch.randperm(n, device=device), 0
-            batch = order[position:position + batch_size]
-            position += batch_size
-            x, y = x_all[batch], (y_all[batch] if discriminator.classes else None)
-            z = torch.randn(len(batch), generator.nz, device=device)
-            y_fake = torch.randint(0, classes, (len(batch),), device=device) if gan.conditional else None
-            fake = generator(z, y_fake)
+    try:
+        with channels_last(gan), progress_bar(total_steps, desc, progress) as bar:
+            for step in range(1, total_steps + 1):
+                if position + batch_size > n:  # a new epoch: reshuffle
+                    order, position = torch.randperm(n, device=device), 0
+                batch = order[position:position + batch_size]
+                position += batch_size
+                x, y = x_all[batch], (y_all[batch] if discriminator.classes else None)
 
-            y_seen = y_fake if discriminator.classes else None  # "y removed from D": G still gets it
-            d_real, d_fake = discriminator(x, y), discriminator(fake.detach(), y_seen)
-            loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+                z, y_fake = noise(len(batch))
+                with torch.no_grad():
+                    fake = generator(z, y_fake)
+                d_real, d_fake = discriminator(x, y), discriminator(fake, seen(y_fake))
+                loss_d = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                          + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
 
-            d_fake_now = discriminator(fake, y_seen)
-            if generator_loss == "non-saturating":  # −log D(G(z))
-                loss_g = F.binary_cross_entropy_with_logits(d_fake_now, torch.ones_like(d_fake_now))
-            else:  # log(1 − D(G(z)))
-                loss_g = -F.binary_cross_entropy_with_logits(d_fake_now, torch.zeros_like(d_fake_now))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+                z, y_fake = noise(len(batch))
+                d_on_g = discriminator(generator(z, y_fake), seen(y_fake))
+                if generator_loss == "non-saturating":  # −log D(G(z))
+                    loss_g = F.binary_cross_entropy_with_logits(d_on_g, torch.ones_like(d_on_g))
+                else:  # log(1 − D(G(z)))
+                    loss_g = -F.binary_cross_entropy_with_logits(d_on_g, torch.zeros_like(d_on_g))
+                opt_g.zero_grad(set_to_none=True)
+                loss_g.backward()
+                opt_g.step()
 
-            for k, v in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", torch.sigmoid(d_real).mean()),
-                         ("d_fake", torch.sigmoid(d_fake).mean())):
-                logs[k].append(v.detach())
-            if probe is not None and step in snapshot_at:
-                samples.append(generate(generator, *probe).mul(255).round().to(torch.uint8).cpu())
-                gan.train()
-            bar.update()
+                for k, v in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", torch.sigmoid(d_real).mean()),
+                             ("d_fake", torch.sigmoid(d_fake).mean())):
+                    logs[k].append(v.detach())
+                if probe is not None and step in snapshot_at:
+                    samples.append(generate(generator, *probe).mul(255).round().to(torch.uint8).cpu())
+                bar.update()
+    finally:
+        gan.eval()
     logs = {k: torch.stack(v).tolist() for k, v in logs.items()}
     if not all(math.isfinite(v) for v in logs["loss_d"]):
         raise FloatingPointError("the discriminator's loss became NaN or infinite: lower the learning rates")
-    gan.eval()
     seconds = time.perf_counter() - start
     return {**logs, "samples": samples, "snapshot_steps": snapshot_at if probe is not None else [],
             "seconds": seconds, "samples_per_s": total_steps * batch_size / seconds}
@@ -269,7 +285,7 @@ def train_gan_cached(name: str, gan: GAN, data: TensorSet, **train_kwargs) -> di
     the same starting weights, data and settings loads the weights and the run's logs."""
     run = config.current()
     return train_or_load(name, gan, lambda m: train_gan(m, data, desc=name, **train_kwargs),
-                         device=train_kwargs.get("device"), train=data.id,
+                         device=train_kwargs.get("device"), train=data.id, trainer=train_gan,
                          recipe={k: v for k, v in train_kwargs.items() if k != "progress"},
                          profile=run.profile, seed=run.seed)
 

@@ -232,3 +232,17 @@ def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | Non
             layer.reset_parameters()
     return randomised
 
+
+
+def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation between two maps of each image (N × …, flattened per
+    image; ties get their average rank, as `scipy.stats.spearmanr` gives them), N values.
+    Adebayo et al. 2018 compare absolute maps this way."""
+    from scipy.stats import rankdata
+
+    if maps_a.shape != maps_b.shape:
+        raise ValueError(f"maps must have the same shape, got {tuple(maps_a.shape)} and {tuple(maps_b.shape)}")
+    a = torch.from_numpy(rankdata(maps_a.detach().flatten(1).cpu().double().numpy(), axis=1))
+    b = torch.from_numpy(rankdata(maps_b.detach().flatten(1).cpu().double().numpy(), axis=1))
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).float()

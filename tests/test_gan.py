@@ -161,10 +161,48 @@ def test_train_gan_cached_loads_the_second_time(mnist, smoke, monkeypatch):
     first_model = fresh()
     first = gan.train_gan_cached("test-gan", first_model, digits, epochs=1, batch_size=64, device="cpu",
                                  progress=False)
-    monkeypatch.setattr(gan, "train_gan", lambda *a, **k: pytest.fail("trained again instead of loading"))
+    monkeypatch.setattr(nblib.cache, "save", lambda *a, **k: pytest.fail("trained again instead of loading"))
     second_model = fresh()
     second = gan.train_gan_cached("test-gan", second_model, digits, epochs=1, batch_size=64, device="cpu",
                                   progress=False)
     assert second["loss_d"] == first["loss_d"]
     assert all(torch.equal(a, b) for a, b in zip(first_model.state_dict().values(),
                                                   second_model.state_dict().values(), strict=True))
+
+
+def test_generator_losses_have_the_papers_signs(mnist):
+    train, _ = mnist
+    digits = train.subset(128, seed=0)
+    for loss, sign in (("non-saturating", 1), ("saturating", -1)):
+        torch.manual_seed(0)
+        run = gan.train_gan(gan.GAN(nz=8, width_g=4, width_d=4), digits, epochs=1, batch_size=64,
+                            generator_loss=loss, device="cpu", progress=False)
+        # −log D(G(z)) is positive; log(1 − D(G(z))) is negative
+        assert all(sign * v > 0 for v in run["loss_g"])
+
+
+def test_projection_discriminator_reads_the_class():
+    torch.manual_seed(0)
+    d = gan.Discriminator(4, classes=10, conditioning="projection").eval()
+    images = torch.rand(3, 1, 28, 28) * 2 - 1
+    assert not torch.allclose(d(images, torch.zeros(3, dtype=torch.long)), d(images, torch.ones(3, dtype=torch.long)))
+
+
+def test_dcgan_init_draws_small_weights():
+    torch.manual_seed(0)
+    model = gan.GAN(width_g=32, width_d=32)
+    conv = model.generator.net[3].weight
+    assert conv.std().item() == pytest.approx(0.02, rel=0.05) and abs(conv.mean().item()) < 0.002
+    assert model.discriminator.features[0].weight.std().item() == pytest.approx(0.02, rel=0.2)
+    default = gan.GAN(width_g=32, width_d=32, init="default").discriminator.features[0].weight
+    assert default.std().item() > 0.1  # PyTorch's Kaiming-uniform bound 1/√16 for a 4×4 kernel on 1 plane
+
+
+def test_bad_probe_raises_before_training(mnist):
+    train, _ = mnist
+    conditional = gan.GAN(nz=8, width_g=4, width_d=4, classes=10, conditioning="projection")
+    with pytest.raises(ValueError, match="needs class labels"):
+        gan.train_gan(conditional, train.subset(64, seed=0), probe=(torch.randn(4, 8), None), progress=False)
+    with pytest.raises(ValueError, match="snapshots"):
+        gan.train_gan(conditional, train.subset(64, seed=0), probe=(torch.randn(4, 8), torch.arange(4)),
+                      snapshots=0, progress=False)

@@ -107,3 +107,17 @@ def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
         saliency.grad_cam(model, x[:2], y[:2], torch.nn.Conv2d(1, 1, 1))
     with pytest.raises(ValueError, match="NaN"):
         saliency.integrated_gradients(model, x[:2] * float("nan"), y[:2])
+
+
+def test_rank_correlation_matches_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 1, 5, 5, generator=generator)
+    b = a + 0.3 * torch.rand(3, 1, 5, 5, generator=generator)
+    a[:, :, :2] = 0  # ties, as in maps that are zero on a black background
+    ours = saliency.rank_correlation(a, b)
+    for i in range(3):
+        assert ours[i].item() == pytest.approx(spearmanr(a[i].flatten(), b[i].flatten()).statistic, abs=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        saliency.rank_correlation(a, b[:2])
