@@ -72,7 +72,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples:
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Smilkov et al. 2017: the mean gradient over `samples` copies of each image with
     Gaussian noise of σ = `noise_level` × (max − min of that image) added (their 10–20%
-    recommended). ``absolute=True`` averages |gradient| instead (their Fig. 3 variant).
+    recommended). ``absolute=True`` averages |gradient| instead (the absolute-value maps
+    the paper displays).
     The noisy copies are evaluated `batch_size` at a time."""
     if samples < 1 or not noise_level >= 0:
         raise ValueError(f"samples must be ≥ 1 and noise_level ≥ 0, got {samples} and {noise_level}")
@@ -93,7 +94,8 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
                          batch_size: int = 256) -> torch.Tensor:
     """Sundararajan et al. 2017: (x − x′) times the path integral of the gradient along the
     straight line from the baseline x′ (default: black, zeros) to x, by the trapezoid rule
-    on `steps` intervals (captum's ``method="riemann_trapezoid"``)."""
+    on `steps` intervals (captum's ``method="riemann_trapezoid"`` with steps + 1 points
+    weighs them by 1/(steps + 1), so its result is ours times steps/(steps + 1))."""
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     xd, td = _check(model, x, target)
@@ -182,8 +184,9 @@ def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sali
 def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, saliency: torch.Tensor,
                     steps: int = 20, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Petsiuk et al. 2018's insertion: the most salient pixels of `x` pasted into `start`
-    (default: a blurred copy of x, as in the paper) a fraction at a time; a faithful map
-    makes the probability rise fast."""
+    (default: a copy of x blurred with σ = 5 pixels; the paper blurs 224-pixel images with
+    σ = 5 too, which is a much weaker blur at that size) a fraction at a time; a faithful
+    map makes the probability rise fast."""
     xd, td = _check(model, x, target)
     if start is None:
         start = blur(xd)
@@ -216,27 +219,32 @@ def parametrised_layers(model: nn.Module) -> list[nn.Module]:
 
 def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | None = None) -> nn.Module:
     """A copy of `model` whose last `top` parametrised layers are re-initialised with their
-    own ``reset_parameters`` (Adebayo et al. 2018's cascading randomisation, from the
-    logits down); the model itself is untouched."""
+    own ``reset_parameters`` (Adebayo et al. 2018's cascading randomisation), one layer at a
+    time from the logits down: with the same `generator` seed, the copy for top = k + 1
+    has the same new weights as the copy for k in its top k layers (the cascade is
+    cumulative). The new weights are drawn on the CPU from a forked RNG, so no global
+    random state changes; the copy ends on the model's device. The model is untouched."""
     layers = parametrised_layers(model)
     if not 0 <= top <= len(layers):
         raise ValueError(f"top must lie in 0 … {len(layers)} (the parametrised layers), got {top}")
-    randomised = copy.deepcopy(model)
+    device = next(model.parameters()).device
+    randomised = copy.deepcopy(model).cpu()
     fork = torch.random.fork_rng(devices=[]) if generator is not None else nullcontext()
     with fork:
         if generator is not None:
-            torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
-        for layer in parametrised_layers(randomised)[len(layers) - top:]:
+            torch.default_generator.manual_seed(int(torch.randint(0, 2**31, (1,), generator=generator)))
+        for layer in reversed(parametrised_layers(randomised)[len(layers) - top:]):
             if not hasattr(layer, "reset_parameters"):
                 raise ValueError(f"{type(layer).__name__} has no reset_parameters to randomise it with")
             layer.reset_parameters()
-    return randomised
+    return randomised.to(device)
 
 
 
 def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor:
     """Spearman's rank correlation between two maps of each image (N × …, flattened per
-    image; ties get their average rank, as `scipy.stats.spearmanr` gives them), N values.
+    image; ties get their average rank, as `scipy.stats.spearmanr` gives them), N values;
+    NaN where a map is constant (e.g. an all-zero Grad-CAM), where no correlation exists.
     Adebayo et al. 2018 compare absolute maps this way."""
     from scipy.stats import rankdata
 
@@ -245,4 +253,5 @@ def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor
     a = torch.from_numpy(rankdata(maps_a.detach().flatten(1).cpu().double().numpy(), axis=1))
     b = torch.from_numpy(rankdata(maps_b.detach().flatten(1).cpu().double().numpy(), axis=1))
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).float()
+    norms = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), torch.nan).float()

@@ -68,7 +68,7 @@ def test_grad_cam_matches_captum_layer_grad_cam(digit_cnn):
     assert saliency.grad_cam(model, x, y, layer).shape == (len(x), 1, 28, 28)
 
 
-def test_deletion_falls_faster_for_the_gradient_than_for_random_order(digit_cnn):
+def test_deletion_falls_faster_for_integrated_gradients_than_for_random_order(digit_cnn):
     model, x, y = digit_cnn
     attributions = saliency.integrated_gradients(model, x, y)
     fractions, curve = saliency.deletion_curve(model, x, y, attributions)
@@ -89,6 +89,12 @@ def test_randomised_copy_resets_top_layers_only(digit_cnn):
     assert all(torch.equal(a.weight, b.weight) for a, b in zip(new_layers[:-1], layers[:-1], strict=True))
     with pytest.raises(ValueError, match="top must lie"):
         saliency.randomised_copy(model, top=len(layers) + 1)
+    # cumulative: the top layer drawn for top = 2 is the one drawn for top = 1
+    two = saliency.randomised_copy(model, top=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(saliency.parametrised_layers(two)[-1].weight, new_layers[-1].weight)
+    state = torch.get_rng_state()
+    saliency.randomised_copy(model, top=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
@@ -121,3 +127,4 @@ def test_rank_correlation_matches_scipy_with_ties():
         assert ours[i].item() == pytest.approx(spearmanr(a[i].flatten(), b[i].flatten()).statistic, abs=1e-6)
     with pytest.raises(ValueError, match="same shape"):
         saliency.rank_correlation(a, b[:2])
+    assert saliency.rank_correlation(torch.zeros(1, 4), torch.rand(1, 4)).isnan().all()
