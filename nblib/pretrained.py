@@ -6,8 +6,9 @@
 
 `efficientnet_lite0` wraps the network so that it takes images in [0, 1] and applies its
 own preprocessing, (255·x − 127)/128, inside (TensorFlow's EfficientNet-Lite, which these
-weights were converted from, normalises with mean 127 and std 128 per channel): a caller (or a saliency method) can never
-feed it wrongly scaled pixels, and attributions refer to the pixels one sees.
+weights were converted from, normalises with mean 127 and std 128 per channel): a caller
+(or a saliency method) can never feed it wrongly scaled pixels, and attributions refer to
+the pixels one sees.
 """
 
 from __future__ import annotations
