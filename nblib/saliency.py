@@ -19,6 +19,8 @@ come from `torch.autograd.grad`, so parameters' ``.grad`` fields are left untouc
   are removed from the image, or added to a blank one (Petsiuk et al. 2018), and their AUC.
 - `randomised_copy`: the model with its top k parametrised layers re-initialised (Adebayo
   et al. 2018's cascading randomisation), for sanity checks.
+- `class_model`: an image that maximises S_c by gradient ascent (Simonyan et al. 2014),
+  with Yosinski et al. 2015's regularisers (L2 decay, blur every k steps) and jitter.
 """
 
 from __future__ import annotations
@@ -239,6 +241,63 @@ def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | Non
             layer.reset_parameters()
     return randomised.to(device)
 
+
+
+def _per_image(value, n: int, name: str, device, dtype=torch.float32) -> torch.Tensor:
+    """A setting given once or per image, as a length-`n` tensor."""
+    t = torch.as_tensor(value, dtype=dtype, device=device).flatten()
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"{name} must be one value or one per image ({n}), got {t.numel()}")
+    return t
+
+
+def class_model(model: nn.Module, target: torch.Tensor, start: torch.Tensor, steps: int = 200,
+                lr=0.02, decay=1e-3, blur_every=0, blur_sigma: float = 0.5, jitter: int = 0,
+                record=(), generator: torch.Generator | None = None) -> dict[int, torch.Tensor]:
+    """Class-model visualisation: starting from `start` (N × C × H × W in [0, 1], noise or
+    a photo), gradient ascent on the class score S_c of `target` (Simonyan et al. 2014),
+    with Yosinski et al. 2015's regularisers after each step:
+
+    x ← clip₀¹(½ + (1 − decay)·(x + lr·g/mean|g| − ½)),  g = ∂S_c/∂x at x rolled by a
+    random shift of up to `jitter` pixels (Mordvintsev et al. 2015's jitter, the same shift
+    for the batch), and every `blur_every` steps (0 = never) a Gaussian blur of
+    `blur_sigma` pixels. The decay is Simonyan's L2 penalty λ‖x − ½‖² in Yosinski's form
+    (centred on mid-grey, the mean the classifier subtracts); dividing the gradient by its
+    mean absolute value (per image, as DeepDream does) lets one `lr` (pixels per step)
+    suit every class. `lr`, `decay` and `blur_every` may be given per image, so that one
+    batch runs a whole sweep of settings. Returns the images after each step listed in
+    `record` and after the last, as {step: N × C × H × W}, on `start`'s device; the model's
+    mode is restored and its parameters' gradients left untouched."""
+    x, target = _check(model, start, target)
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError("start images must have pixels in [0, 1]")
+    if steps < 1 or jitter < 0 or blur_sigma <= 0:
+        raise ValueError(f"need steps >= 1, jitter >= 0, blur_sigma > 0; got {steps}, {jitter}, {blur_sigma}")
+    record = sorted({*record, steps})
+    if record[0] < 1 or record[-1] > steps:
+        raise ValueError(f"record must list steps in 1 … {steps}, got {record}")
+    n, device = len(x), x.device
+    lr = _per_image(lr, n, "lr", device).view(-1, 1, 1, 1)
+    keep = 1 - _per_image(decay, n, "decay", device).view(-1, 1, 1, 1)
+    blur_every = _per_image(blur_every, n, "blur_every", device, torch.long)
+    if (lr <= 0).any() or (keep > 1).any() or (keep <= 0).any() or (blur_every < 0).any():
+        raise ValueError("need lr > 0, 0 <= decay < 1 and blur_every >= 0")
+    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist()
+    images = {}
+    x = x.detach().clone()
+    with eval_mode(model):
+        for step, (dy, dx) in enumerate(shifts, start=1):
+            g = _input_gradient(model, x.roll((dy, dx), (2, 3)), target).roll((-dy, -dx), (2, 3))
+            g = g / g.abs().mean((1, 2, 3), keepdim=True).clamp_min(1e-12)
+            x = (0.5 + keep * (x + lr * g - 0.5)).clamp(0, 1)
+            blurred = (blur_every > 0) & (step % blur_every.clamp_min(1) == 0)
+            if blurred.any():
+                x = torch.where(blurred.view(-1, 1, 1, 1), blur(x, blur_sigma), x)
+            if step in record:
+                images[step] = x.to(start.device)
+    return images
 
 
 def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,18 @@ def digit_cnn():
     return model, x, y
 
 
+@pytest.fixture(scope="module")
+def trained_digit_cnn():
+    """A CNN with batch norm trained on the real digits to well above chance (~59% test)."""
+    nblib.setup("test_chapter", "smoke", 0, device="cpu")
+    train, test = nblib.load("digits")
+    torch.manual_seed(0)
+    model = nblib.models.cnn([8, 16])
+    history = nblib.fit(model, train, test, epochs=6, lr=0.05, batch_size=64, progress=False)
+    assert history.test_acc[-1] > 0.4
+    return model, test.x[:16]
+
+
 def test_gradient_matches_captum_saliency(digit_cnn):
     model, x, y = digit_cnn
     ours = saliency.gradient(model, x, y)
@@ -128,3 +140,37 @@ def test_rank_correlation_matches_scipy_with_ties():
     with pytest.raises(ValueError, match="same shape"):
         saliency.rank_correlation(a, b[:2])
     assert saliency.rank_correlation(torch.zeros(1, 4), torch.rand(1, 4)).isnan().all()
+
+
+def test_class_model_raises_the_class_probability_and_batches_a_sweep(trained_digit_cnn):
+    model, x = trained_digit_cnn
+    target = torch.tensor([3, 3, 7])
+    start = (0.5 + 0.1 * torch.randn(3, *x.shape[1:], generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    settings = dict(lr=0.02, decay=[1e-3, 0.0, 1e-3], blur_every=[2, 0, 5])
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    model.train()
+    images = saliency.class_model(model, target, start, steps=30, record=[10], **settings)
+    assert model.training  # mode restored
+    assert sorted(images) == [10, 30] and images[30].shape == start.shape
+    assert images[30].min() >= 0 and images[30].max() <= 1
+    before = torch.softmax(nblib.predict(model, start), 1).gather(1, target[:, None])
+    after = torch.softmax(nblib.predict(model, images[30]), 1).gather(1, target[:, None])
+    assert (after > before + 0.4).all()
+    # one batch of settings gives what separate runs give: images never interact
+    alone = saliency.class_model(model, target[1:2], start[1:2], steps=30, lr=0.02, decay=0.0, blur_every=0)
+    torch.testing.assert_close(alone[30], images[30][1:2], rtol=1e-4, atol=1e-5)
+    for before_grad, p in zip(grads, model.parameters(), strict=True):  # left untouched
+        assert (before_grad is None and p.grad is None) or torch.equal(before_grad, p.grad)
+
+
+def test_class_model_rejects_bad_settings(trained_digit_cnn):
+    model, x = trained_digit_cnn
+    start, target = x[:2].clamp(0, 1), torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="one per image"):
+        saliency.class_model(model, target, start, steps=2, lr=[0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="decay"):
+        saliency.class_model(model, target, start, steps=2, decay=1.0)
+    with pytest.raises(ValueError, match="record"):
+        saliency.class_model(model, target, start, steps=2, record=[5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        saliency.class_model(model, target, start * 3, steps=2)
