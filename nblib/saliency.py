@@ -265,11 +265,12 @@ def class_model(model: nn.Module, target: torch.Tensor, start: torch.Tensor, ste
     for the batch), and every `blur_every` steps (0 = never) a Gaussian blur of
     `blur_sigma` pixels. The decay is Simonyan's L2 penalty λ‖x − ½‖² in Yosinski's form
     (centred on mid-grey, the mean the classifier subtracts); dividing the gradient by its
-    mean absolute value (per image, as DeepDream does) lets one `lr` (pixels per step)
-    suit every class. `lr`, `decay` and `blur_every` may be given per image, so that one
-    batch runs a whole sweep of settings. Returns the images after each step listed in
-    `record` and after the last, as {step: N × C × H × W}, on `start`'s device; the model's
-    mode is restored and its parameters' gradients left untouched."""
+    mean absolute value (per image, as DeepDream does) makes `lr` the mean change of a
+    pixel value per step, so that one `lr` suits every class. `lr`, `decay` and
+    `blur_every` may be given per image, so that one batch runs a whole sweep of settings.
+    Returns the images after each step listed in `record` and after the last, as
+    {step: N × C × H × W}, on `start`'s device; the model's mode is restored and its
+    parameters' gradients left untouched."""
     x, target = _check(model, start, target)
     if x.min() < 0 or x.max() > 1:
         raise ValueError("start images must have pixels in [0, 1]")
@@ -280,10 +281,13 @@ def class_model(model: nn.Module, target: torch.Tensor, start: torch.Tensor, ste
         raise ValueError(f"record must list steps in 1 … {steps}, got {record}")
     n, device = len(x), x.device
     lr = _per_image(lr, n, "lr", device).view(-1, 1, 1, 1)
-    keep = 1 - _per_image(decay, n, "decay", device).view(-1, 1, 1, 1)
-    blur_every = _per_image(blur_every, n, "blur_every", device, torch.long)
-    if (lr <= 0).any() or (keep > 1).any() or (keep <= 0).any() or (blur_every < 0).any():
-        raise ValueError("need lr > 0, 0 <= decay < 1 and blur_every >= 0")
+    decay = _per_image(decay, n, "decay", device).view(-1, 1, 1, 1)
+    period = _per_image(blur_every, n, "blur_every", "cpu", torch.float64)  # checked on the CPU
+    if not ((lr > 0).all() and (decay >= 0).all() and (decay < 1).all()):  # NaN fails too
+        raise ValueError("need lr > 0 and 0 <= decay < 1")
+    if not ((period >= 0).all() and (period == period.round()).all()):
+        raise ValueError("blur_every must be whole numbers >= 0 (0 = never)")
+    keep, blur_every = 1 - decay, period.long().to(device)
     shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=generator).tolist()
     images = {}
     x = x.detach().clone()

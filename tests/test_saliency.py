@@ -174,3 +174,23 @@ def test_class_model_rejects_bad_settings(trained_digit_cnn):
         saliency.class_model(model, target, start, steps=2, record=[5])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         saliency.class_model(model, target, start * 3, steps=2)
+    with pytest.raises(ValueError, match="lr"):
+        saliency.class_model(model, target, start, steps=2, lr=float("nan"))
+    with pytest.raises(ValueError, match="whole numbers"):
+        saliency.class_model(model, target, start, steps=2, blur_every=2.5)
+    for bad in (dict(steps=0), dict(jitter=-1), dict(blur_sigma=0.0)):
+        with pytest.raises(ValueError, match="need steps"):
+            saliency.class_model(model, target, start, **({"steps": 2} | bad))
+
+
+def test_class_model_step_follows_its_formula(trained_digit_cnn):
+    model, x = trained_digit_cnn
+    start, target = x[:2].clamp(0, 1), torch.tensor([4, 5])
+    lr, decay = 0.03, 0.01
+    g = saliency.gradient(model, start, target, absolute=False)
+    g = g / g.abs().mean((1, 2, 3), keepdim=True)
+    expected = (0.5 + (1 - decay) * (start + lr * g - 0.5)).clamp(0, 1)
+    one = saliency.class_model(model, target, start, steps=1, lr=lr, decay=decay)[1]
+    torch.testing.assert_close(one, expected)
+    blurred = saliency.class_model(model, target, start, steps=1, lr=lr, decay=decay, blur_every=1)[1]
+    torch.testing.assert_close(blurred, saliency.blur(expected, 0.5))
