@@ -255,6 +255,7 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
                 opt_d.step()
 
                 z, y_fake = noise(len(batch))
+                discriminator.requires_grad_(False)  # the G step needs no gradient for D's weights
                 d_on_g = discriminator(generator(z, y_fake), seen(y_fake))
                 if generator_loss == "non-saturating":  # −log D(G(z))
                     loss_g = F.binary_cross_entropy_with_logits(d_on_g, torch.ones_like(d_on_g))
@@ -263,6 +264,7 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
+                discriminator.requires_grad_(True)
 
                 for k, v in (("loss_d", loss_d), ("loss_g", loss_g), ("d_real", torch.sigmoid(d_real).mean()),
                              ("d_fake", torch.sigmoid(d_fake).mean())):
@@ -271,6 +273,7 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
                     samples.append(generate(generator, *probe).mul(255).round().to(torch.uint8).cpu())
                 bar.update()
     finally:
+        discriminator.requires_grad_(True)  # also after an error in the G step
         gan.eval()
     logs = {k: torch.stack(v).tolist() for k, v in logs.items()}
     if not all(math.isfinite(v) for v in logs["loss_d"]):
