@@ -242,7 +242,6 @@ def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | Non
     return randomised.to(device)
 
 
-
 def _per_image(value, n: int, name: str, device, dtype=torch.float32) -> torch.Tensor:
     """A setting given once or per image, as a length-`n` tensor."""
     t = torch.as_tensor(value, dtype=dtype, device=device).flatten()
