@@ -3,7 +3,7 @@
 A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends with
 ``nblib.claim(...)``; everything in between that is not the point of the chapter lives in
 the topic modules: config, data, models, train, cache, claims, plots, prose, metrics,
-landscape, attacks, dann, depth, pruning, scratch (and pagecheck and runner, for the
+landscape, attacks, dann, depth, pruning, scratch, transfer (and pagecheck and runner, for the
 book). Modules load on first use, so the ``nblib`` command starts without torch.
 """
 
@@ -14,7 +14,7 @@ from .config import PROFILES, interactive, pick_device, seed_everything, setup
 __version__ = "0.1.0"
 
 _MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "landscape", "metrics", "models",
-            "pagecheck", "plots", "prose", "pruning", "runner", "scratch", "train"}
+            "pagecheck", "plots", "prose", "pruning", "runner", "scratch", "train", "transfer"}
 _NAMES = {
     "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
     "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",

@@ -127,6 +127,31 @@ class TensorSet:
         config.note_data(part.provenance())
         return part
 
+    def per_class(self, k: int, seed: int = 0) -> TensorSet:
+        """`k` samples of every class, drawn without replacement (a balanced label budget).
+        The choice depends only on the labels and the seed, so a set of features computed
+        from these images picks the same rows; a smaller `k` picks a subset of a larger one's."""
+        if not self.classes or self.y.dtype != torch.long:
+            raise ValueError(f"{self.name!r} has no class labels to balance")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        counts = torch.bincount(self.y, minlength=len(self.classes))
+        if counts.min() < k:
+            raise ValueError(f"{self.name!r} has only {counts.min().item()} samples of class "
+                             f"{self.classes[counts.argmin()]!r}, fewer than k = {k}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        rank = torch.empty_like(order)  # each sample's place among its class in `order`
+        shuffled = self.y[order]
+        for c in range(len(self.classes)):
+            members = shuffled == c
+            rank[order[members]] = torch.arange(int(members.sum()))
+        chosen = order[rank[order] < k]
+        digest = hashlib.sha1(f"{self.id}[{k}/class@{seed}]".encode()).hexdigest()[:16]
+        part = TensorSet(self.x[chosen], self.y[chosen], self.classes, f"{self.name}[{k}/class@{seed}]",
+                         self.source, self.of, digest)
+        config.note_data(part.provenance())
+        return part
+
     def split(self, n: int, seed: int = 0) -> tuple[TensorSet, TensorSet]:
         """``(subset(n, seed), the rest)``: two disjoint parts, e.g. training and validation."""
         if not 0 < n < len(self):

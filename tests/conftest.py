@@ -44,6 +44,20 @@ def fashion():
     return nblib.load("fashion-mnist")
 
 
+@pytest.fixture(scope="session")
+def classifier():
+    """EfficientNet-Lite0 with its ImageNet weights, on the CPU."""
+    from nblib import pretrained
+    return pretrained.efficientnet_lite0("cpu")
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """The 20 labelled ImageNet photos at 224 × 224."""
+    from nblib import data
+    return data.imagenet_photos(224)
+
+
 def make_notebook(path: Path, *sources: str) -> Path:
     """A chapter-shaped notebook: a parameters cell, then the given code cells."""
     nb = nbformat.v4.new_notebook()

@@ -5,17 +5,7 @@ import pytest
 import skimage.data
 import torch
 
-from nblib import data, pretrained, saliency
-
-
-@pytest.fixture(scope="module")
-def classifier():
-    return pretrained.efficientnet_lite0("cpu")
-
-
-@pytest.fixture(scope="module")
-def photos():
-    return data.imagenet_photos(224)
+from nblib import data, saliency
 
 
 def test_classifier_names_the_cat_and_most_photos(classifier, photos):
