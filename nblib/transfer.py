@@ -76,13 +76,15 @@ def _check(classifier: ImageNetClassifier, images: torch.Tensor, size: int, laye
 
 def features(classifier: ImageNetClassifier, images: torch.Tensor, size: int = 224, layers=LAYERS,
              preprocess: str = "efficientnet-lite", maps_before: int | None = None, train_mode: bool = False,
-             batch_size: int = 64, desc: str = "features", progress: bool = True) -> dict[str, torch.Tensor]:
+             batch_size: int = 64, desc: str = "features", progress: bool = True,
+             seed: int = 0) -> dict[str, torch.Tensor]:
     """The spatial mean of each layer's output, ``{layer: N × channels}``; with
     `maps_before` = k also the feature map entering block k, under ``"block k input"``
     (N × C × h × w, the input of `Tail`). Computed in batches under inference mode on
     the classifier's device, returned on the images' device. `preprocess` and
-    ``train_mode=True`` (batch statistics in BN, drop-connect on; run on a copy, so the
-    classifier is not changed) exist to show what the wrong choice costs."""
+    ``train_mode=True`` (batch statistics in BN, drop-connect on, its random draws seeded
+    by `seed`; run on a copy, so the classifier is not changed) exist to show what the
+    wrong choice costs."""
     _check(classifier, images, size, layers, preprocess, maps_before)
     net = copy.deepcopy(classifier.net).train() if train_mode else classifier.net
     device = next(net.parameters()).device
@@ -94,7 +96,9 @@ def features(classifier: ImageNetClassifier, images: torch.Tensor, size: int = 2
     was_training = net.training
     net.train(train_mode)
     try:
-        with torch.inference_mode(), progress_bar(len(images), desc, progress) as bar:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.inference_mode(), progress_bar(len(images), desc, progress) as bar:
+            torch.manual_seed(seed)
             for i in range(0, len(images), batch_size):
                 x = PREPROCESSING[preprocess](network_input(images[i:i + batch_size].to(device), size))
                 x = net._swish(net._bn0(net._conv_stem(x)))
@@ -177,10 +181,14 @@ def linear_probe(train: TensorSet, c: float = 1.0, tol: float = 1e-3, max_iter: 
 
 def choose_layer(train_sets: dict[str, TensorSet], folds: int = 3, seed: int = 0) -> tuple[str, dict[str, float]]:
     """The layer whose linear probe scores best in `folds`-fold cross-validation on the
-    training labels alone (no test image is looked at), and every layer's score."""
+    training labels alone (no test image is looked at; fewer folds when a class has fewer
+    samples), and every layer's score."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-    splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    smallest = min(int(torch.bincount(train.y).min()) for train in train_sets.values())
+    if smallest < 2:
+        raise ValueError(f"cross-validation needs at least 2 samples of every class, got {smallest}")
+    splits = StratifiedKFold(min(folds, smallest), shuffle=True, random_state=seed)
     scores = {}
     for layer, train in train_sets.items():
         x, y = train.x.cpu().numpy(), train.y.cpu().numpy()

@@ -52,6 +52,9 @@ def test_wrong_mode_and_preprocessing_change_features_not_the_model(classifier, 
         assert (wrong - right).abs().max() > 0.1, kwargs
     assert not classifier.training
     assert all(torch.equal(before[k], v) for k, v in classifier.state_dict().items())
+    again = [transfer.features(classifier, x, size=112, layers=("head",), progress=False, train_mode=True,
+                               seed=s)["head"] for s in (3, 3, 4)]
+    assert torch.equal(again[0], again[1]) and not torch.equal(again[0], again[2])  # drop-connect is seeded
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -104,3 +107,11 @@ def test_per_class_is_balanced_nested_and_follows_the_labels(fashion):
         train.per_class(0)
     with pytest.raises(ValueError, match="no class labels"):
         TensorSet(train.x[:4], torch.zeros(4, 1), [], "points").per_class(1)
+
+
+def test_choose_layer_needs_two_samples_per_class(fashion):
+    train, _ = fashion
+    sets = {"a": TensorSet(train.x[:200].flatten(1)[:, :20], train.y[:200], train.classes, "a")}
+    assert transfer.choose_layer(sets)[0] == "a"
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        transfer.choose_layer({"a": sets["a"].per_class(1)})
