@@ -110,9 +110,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
 
 
 def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, norm: str,
-         targeted: bool, random_start: bool, return_iterations: bool, check_labels: bool):
+         targeted: bool, random_start: bool, return_iterations: bool, check_labels: bool, clip_start: bool = True):
     """`pgd` on one batch, arguments already checked; the labels' range is checked against
-    the first logits when `check_labels` (a host sync, skipped inside training loops)."""
+    the first logits when `check_labels` (a host sync, skipped inside training loops).
+    ``clip_start=False`` takes the first gradient at the random start itself, outside
+    [0, 1] where it falls there; every later iterate is clamped."""
     home, images = x.device, x.dim() == 4
     x, y = _on_model(model, x.detach(), y)
     if images:  # channels-last convolutions are several times faster on a CPU
@@ -125,7 +127,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
             _per_sample(eps * torch.rand(len(x), device=x.device), x)
     else:
         delta = torch.zeros_like(x)
-    x_adv = (x + delta).clamp(0, 1)
+    x_adv = (x + delta).clamp(0, 1) if clip_start else x + delta
     first = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
 
     def note_fooled(logits: torch.Tensor, i: int) -> torch.Tensor:  # no host sync: stays on the device
@@ -193,8 +195,14 @@ class AdversarialBatches:
     """Adversarial training as a `fit(..., perturb=...)` hook: each training batch is
     replaced, with probability `p`, by its PGD version (eps, alpha, steps, random start).
 
-    ``steps=1, alpha=1.25 * eps`` is FGSM with random start, the "fast" adversarial
-    training of Wong et al. 2020; ``p=0.5`` mixes clean and adversarial batches as in
+    ``steps=1, alpha=1.25 * eps, clip_start=False`` is FGSM with random start, the
+    "fast" adversarial training of Wong et al. 2020: their gradient is taken at the random
+    start as drawn, before it is clamped to [0, 1]. With the default ``clip_start=True``
+    (the start clamped first, as PGD attacks do) a pixel at 0 or 1 loses half its random
+    start, and with ``alpha > eps`` every pixel the step moves lands on the ball's corner,
+    as plain FGSM puts it: on MNIST's black background at ε = 0.3 that alone brings back
+    FGSM training's failure (chapter 11). ``random_start=False, alpha=eps`` is plain FGSM
+    training (Goodfellow et al. 2015). ``p=0.5`` mixes clean and adversarial batches as in
     Goodfellow et al. 2015.
     """
 
@@ -202,6 +210,14 @@ class AdversarialBatches:
     alpha: float
     steps: int = 1
     p: float = 0.5
+    random_start: bool = True
+    clip_start: bool = True
+
+    def __repr__(self) -> str:  # the cache keys on it: the two switches show only when not the
+        # default, so keys (and the seeds drawn from them) of runs made before they existed stay the same
+        switches = "".join(f", {name}=False" for name in ("random_start", "clip_start") if not getattr(self, name))
+        settings = f"eps={self.eps!r}, alpha={self.alpha!r}, steps={self.steps!r}, p={self.p!r}"
+        return f"AdversarialBatches({settings}{switches})"
 
     def __post_init__(self):
         _check(torch.zeros(0), torch.zeros(0, dtype=torch.long), self.eps, self.alpha, self.steps)
@@ -212,5 +228,6 @@ class AdversarialBatches:
         if torch.rand(()) >= self.p:
             return x
         # settings checked once in __post_init__; `fit` has checked the data: no host sync per batch
-        return _pgd(model, x, y, self.eps, self.alpha, self.steps, "linf", targeted=False, random_start=True,
-                    return_iterations=False, check_labels=False)
+        return _pgd(model, x, y, self.eps, self.alpha, self.steps, "linf", targeted=False,
+                    random_start=self.random_start, return_iterations=False, check_labels=False,
+                    clip_start=self.clip_start)

@@ -65,6 +65,15 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
     return nn.Sequential(*layers)
 
 
+def strided_cnn(num_classes: int = 10) -> nn.Sequential:
+    """Wong et al. 2020's MNIST network for fast adversarial training: two 4×4 stride-2
+    convolutions (16 and 32 channels, no pooling, no BN), a 100-unit hidden layer; 28×28
+    grey images in."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, num_classes))
+
+
 class ResidualBlock(nn.Module):
     """Two 3×3 convolutions with a skip connection (He et al. 2016); a 1×1 convolution
     on the skip path when the shape changes. `bn=False` drops batch normalisation;

@@ -119,7 +119,9 @@ def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 256) -> tuple[
     return _loss(out, y).item() / len(y), accuracy
 
 
-SCHEDULES = {"cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)), "constant": lambda p: 1.0}
+SCHEDULES = {"cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)), "constant": lambda p: 1.0,
+             # Wong et al. 2020's cyclic rate: linearly up to the full rate at 2/5 of training, then down to 0
+             "cyclic": lambda p: min(p / 0.4, (1 - p) / 0.6)}
 OPTIMIZERS = ("sgd", "adam")
 
 
@@ -226,7 +228,8 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     ``nesterov=False`` or ``momentum=0``) or Adam; evaluate on `test` each epoch.
 
     `schedule` scales the learning rate per step by a function of training progress
-    p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, or any callable p → factor.
+    p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, ``"cyclic"`` (up, then down
+    to zero: linear, peak at p = 0.4), or any callable p → factor.
     `label_smoothing` mixes the one-hot targets with the uniform distribution (Szegedy et
     al. 2016). With `until_train_acc`, training stops after the first epoch whose training
     accuracy (counted on the epoch's batches, as the network learns) reaches it; the

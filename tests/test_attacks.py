@@ -98,6 +98,41 @@ def test_adversarial_batches(victim):
     assert "eps=0.1" in repr(attacks.AdversarialBatches(0.1, 0.125))  # stable cache key
 
 
+def test_adversarial_batches_repr_is_the_cache_key_it_always_was():
+    assert repr(attacks.AdversarialBatches(eps=0.05, alpha=0.0625, steps=1, p=0.5)) == \
+        "AdversarialBatches(eps=0.05, alpha=0.0625, steps=1, p=0.5)"
+    assert repr(attacks.AdversarialBatches(0.05, 0.0625, clip_start=False)).endswith(", clip_start=False)")
+
+
+def test_adversarial_batches_without_random_start_are_fgsm(victim):
+    model, x, y = victim
+    plain = attacks.AdversarialBatches(0.1, 0.1, p=1.0, random_start=False)(model, x, y)
+    assert torch.allclose(plain, attacks.fgsm(model, x, y, 0.1), atol=1e-6)
+
+
+def test_fast_adversarial_training_takes_the_gradient_at_the_unclipped_start(victim):
+    """Wong et al. 2020's FGSM-RS step: uniform start in the ball, gradient there (outside
+    [0, 1] where it falls), one step of alpha, back into the ball, then into [0, 1]."""
+    model, x, y = victim
+    eps, alpha = 0.3, 0.375
+    torch.manual_seed(0)
+    ours = attacks.AdversarialBatches(eps, alpha, p=1.0, clip_start=False)(model, x, y)
+    torch.manual_seed(0)
+    torch.rand(())  # the draw that decides whether the batch is attacked
+    start = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x + start), y), start)
+    theirs = (x + (start.detach() + alpha * grad.sign()).clamp(-eps, eps)).clamp(0, 1)
+    assert (ours - theirs).abs().gt(1e-5).float().mean() < 0.01  # a sign may flip where the gradient is ~0
+    # Clipping the start first, as attacks do, puts every black pixel the step raises on the
+    # ball's corner, as plain FGSM would; the unclipped start leaves them spread below it.
+    torch.manual_seed(0)
+    clipped = attacks.AdversarialBatches(eps, alpha, p=1.0)(model, x, y)
+    black = x == 0
+    raised_clipped, raised_fast = clipped[black][clipped[black] > 0], ours[black][ours[black] > 0]
+    assert torch.allclose(raised_clipped, torch.full_like(raised_clipped, eps))
+    assert (raised_fast < eps - 1e-3).float().mean() > 0.2
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(eps=-0.1), "eps"), (dict(alpha=0.0), "alpha"), (dict(steps=0), "steps"), (dict(norm="l1"), "norm"),
     (dict(eps=float("nan")), "eps must be a finite number"), (dict(alpha=float("nan")), "alpha"),

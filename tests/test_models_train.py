@@ -227,3 +227,15 @@ def test_mlp_dropout_after_each_hidden_layer():
     assert net[:-1](torch.rand(3, 1, 28, 28)).shape == (3, 16)
     with pytest.raises(ValueError, match="dropout must be in"):
         nblib.mlp([4, 2], dropout=1.0)
+
+
+def test_strided_cnn_is_wong_et_al_mnist_network():
+    net = nblib.models.strided_cnn()
+    assert nblib.count_params(net) == (16 * 16 + 16) + (32 * 16 * 16 + 32) + (32 * 7 * 7 * 100 + 100) + (100 * 10 + 10)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_cyclic_schedule_rises_to_the_full_rate_at_two_fifths_then_falls_to_zero():
+    cyclic = nblib.train.SCHEDULES["cyclic"]
+    assert [cyclic(p) for p in (0.0, 0.2, 0.4, 0.7, 1.0)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+
