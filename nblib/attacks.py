@@ -199,9 +199,9 @@ class AdversarialBatches:
     "fast" adversarial training of Wong et al. 2020: their gradient is taken at the random
     start as drawn, before it is clamped to [0, 1]. With the default ``clip_start=True``
     (the start clamped first, as PGD attacks do) a pixel at 0 or 1 loses half its random
-    start, and with ``alpha > eps`` every pixel the step moves lands on the ball's corner,
-    as plain FGSM puts it: on MNIST's black background at ε = 0.3 that alone brings back
-    FGSM training's failure (chapter 11). ``random_start=False, alpha=eps`` is plain FGSM
+    start, and with ``alpha > eps`` every such pixel the step moves away from the bound
+    lands on the ball's edge, where plain FGSM puts it: on MNIST's black background at
+    ε = 0.3 that alone brings back FGSM training's failure (chapter 11). ``random_start=False, alpha=eps`` is plain FGSM
     training (Goodfellow et al. 2015). ``p=0.5`` mixes clean and adversarial batches as in
     Goodfellow et al. 2015.
     """
@@ -223,6 +223,9 @@ class AdversarialBatches:
         _check(torch.zeros(0), torch.zeros(0, dtype=torch.long), self.eps, self.alpha, self.steps)
         if not 0 <= self.p <= 1:
             raise ValueError(f"p (the fraction of adversarial batches) must be in [0, 1], got {self.p}")
+        for switch in ("random_start", "clip_start"):
+            if not isinstance(getattr(self, switch), bool):
+                raise TypeError(f"{switch} must be True or False, got {getattr(self, switch)!r}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if torch.rand(()) >= self.p:

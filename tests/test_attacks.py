@@ -102,6 +102,9 @@ def test_adversarial_batches_repr_is_the_cache_key_it_always_was():
     assert repr(attacks.AdversarialBatches(eps=0.05, alpha=0.0625, steps=1, p=0.5)) == \
         "AdversarialBatches(eps=0.05, alpha=0.0625, steps=1, p=0.5)"
     assert repr(attacks.AdversarialBatches(0.05, 0.0625, clip_start=False)).endswith(", clip_start=False)")
+    assert repr(attacks.AdversarialBatches(0.05, 0.05, random_start=False)).endswith(", random_start=False)")
+    with pytest.raises(TypeError, match="clip_start must be True or False, got 0"):
+        attacks.AdversarialBatches(0.05, 0.0625, clip_start=0)
 
 
 def test_adversarial_batches_without_random_start_are_fgsm(victim):
@@ -129,6 +132,7 @@ def test_fast_adversarial_training_takes_the_gradient_at_the_unclipped_start(vic
     clipped = attacks.AdversarialBatches(eps, alpha, p=1.0)(model, x, y)
     black = x == 0
     raised_clipped, raised_fast = clipped[black][clipped[black] > 0], ours[black][ours[black] > 0]
+    assert len(raised_clipped) > 100 and len(raised_fast) > 100
     assert torch.allclose(raised_clipped, torch.full_like(raised_clipped, eps))
     assert (raised_fast < eps - 1e-3).float().mean() > 0.2
 

@@ -238,4 +238,8 @@ def test_strided_cnn_is_wong_et_al_mnist_network():
 def test_cyclic_schedule_rises_to_the_full_rate_at_two_fifths_then_falls_to_zero():
     cyclic = nblib.train.SCHEDULES["cyclic"]
     assert [cyclic(p) for p in (0.0, 0.2, 0.4, 0.7, 1.0)] == pytest.approx([0.0, 0.5, 1.0, 0.5, 0.0])
+    train, _ = nblib.load("digits")
+    history = nblib.fit(nblib.mlp([784, 16, 10]), train, epochs=2, lr=0.01, optimizer="adam",
+                        schedule="cyclic", progress=False, device="cpu")
+    assert len(history.train_loss) == 2 and history.train_loss[-1] < history.train_loss[0]
 
