@@ -201,9 +201,9 @@ class AdversarialBatches:
     (the start clamped first, as PGD attacks do) a pixel at 0 or 1 loses half its random
     start, and with ``alpha > eps`` every such pixel the step moves away from the bound
     lands on the ball's edge, where plain FGSM puts it: on MNIST's black background at
-    ε = 0.3 that alone brings back FGSM training's failure (chapter 11). ``random_start=False, alpha=eps`` is plain FGSM
-    training (Goodfellow et al. 2015). ``p=0.5`` mixes clean and adversarial batches as in
-    Goodfellow et al. 2015.
+    ε = 0.3 that alone brings back FGSM training's failure (chapter 11).
+    ``random_start=False, alpha=eps`` is plain FGSM training, and ``p=0.5`` mixes clean and
+    adversarial batches, both as in Goodfellow et al. 2015.
     """
 
     eps: float

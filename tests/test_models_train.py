@@ -242,4 +242,3 @@ def test_cyclic_schedule_rises_to_the_full_rate_at_two_fifths_then_falls_to_zero
     history = nblib.fit(nblib.mlp([784, 16, 10]), train, epochs=2, lr=0.01, optimizer="adam",
                         schedule="cyclic", progress=False, device="cpu")
     assert len(history.train_loss) == 2 and history.train_loss[-1] < history.train_loss[0]
-
