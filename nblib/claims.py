@@ -34,11 +34,6 @@ def read_file(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def reset_file(path: Path) -> None:
-    """Forget the claims in a results file (the runner does this before a chapter runs)."""
-    path.unlink(missing_ok=True)
-
-
 def describe_data(records: list[dict]) -> list[str]:
     """'mnist/train: 10,000 of 60,000 (a subset) from …', one line per data set."""
     return [f"{d['name']}: {d['size']:,}" + (f" of {d['of']:,} (a subset)" if d["size"] < d["of"] else "")

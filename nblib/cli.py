@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -51,9 +52,12 @@ def _cmd_clean(args) -> int:
                            "check $NBLIB_CACHE, or delete it by hand")
     root = args.root
     results = config.results_dir(root)
+    chapters = runner.notebooks(root)
     with runner.exclusive(root):  # only what nblib writes: $NBLIB_RESULTS may hold other files, and the lock stays
         for path in [root / "_build", results / ".staging", results / "interactive", root / "book" / "claims.md",
-                     *results.glob("*.json"), *(root / "book" / "chapters").glob("*.ipynb")]:
+                     results / runner.TIMINGS, *(results / f"{nb.stem}.json" for nb in chapters),
+                     *(root / "book" / "chapters" / f"{nb.stem}{suffix}" for nb in chapters
+                       for suffix in (".ipynb", ".failed.ipynb"))]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     if cache is not None and cache.exists():
         shutil.rmtree(cache)
@@ -94,9 +98,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        os.environ.update(config.absolute_paths(dict(os.environ)))  # once, before a kernel inherits them
         args.root = (args.root or config.project_root()).resolve()
         if not args.root.is_dir():
             raise ValueError(f"--root {args.root} is not a folder")
+        if args.command != "data" and not config.is_book(args.root):
+            raise ValueError(f"{args.root} is not the book's folder (it needs _toc.yml, _config.yml and "
+                             "notebooks/NN_name.ipynb): run nblib in the book's folder, or give --root")
         return args.func(args)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"nblib {args.command}: error: {error}", file=sys.stderr)

@@ -110,6 +110,22 @@ def cache_dir(create: bool = True) -> Path:
 
 
 
+PATH_VARIABLES = ("NBLIB_ROOT", "NBLIB_RESULTS", "NBLIB_CACHE", "NBLIB_DATA")
+
+
+def absolute_paths(env: dict) -> dict:
+    """`env` with the folders nblib reads from it (`PATH_VARIABLES`) made absolute, relative
+    to the working directory now: a chapter's kernel runs in ``notebooks/``, where a relative
+    ``$NBLIB_RESULTS`` would name another folder."""
+    return env | {name: os.path.abspath(env[name]) for name in PATH_VARIABLES if env.get(name)}
+
+
+def is_book(root: Path) -> bool:
+    """Whether `root` is this book's folder: ``_toc.yml``, ``_config.yml`` and chapter notebooks."""
+    return ((root / "_toc.yml").is_file() and (root / "_config.yml").is_file()
+            and any((root / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+
+
 def data_dir() -> Path | None:
     """A folder of raw data sets the user provides (``$NBLIB_DATA``), or None."""
     path = os.environ.get("NBLIB_DATA")

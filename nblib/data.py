@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import socket
 import subprocess
@@ -117,7 +118,10 @@ class TensorSet:
 
     def subset(self, n: int, seed: int = 0) -> TensorSet:
         """`n` samples drawn without replacement, the same ones for the same seed. The
-        subset says so (``of``), and claims made after it is drawn record it."""
+        subset says so (``of``), and claims made after it is drawn record it. `n` at least
+        the set's size gives the whole set."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"subset size n must be a positive int, got {n!r}")
         if n >= len(self):
             return self
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
@@ -135,6 +139,9 @@ class TensorSet:
             raise ValueError(f"{self.name!r} has no class labels to balance")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
+        if len(self) and not 0 <= self.y.min() <= self.y.max() < len(self.classes):
+            raise ValueError(f"{self.name!r} has labels outside 0..{len(self.classes) - 1} "
+                             f"({self.y.min().item()} to {self.y.max().item()}) for its {len(self.classes)} classes")
         counts = torch.bincount(self.y, minlength=len(self.classes))
         if counts.min() < k:
             raise ValueError(f"{self.name!r} has only {counts.min().item()} samples of class "
@@ -206,8 +213,10 @@ class TensorSet:
     def standardised(self, mean: float, std: float) -> TensorSet:
         """``(x − mean) / std`` (same name; a new cache id): give every split the training
         set's mean and std."""
-        if not std > 0:
-            raise ValueError(f"std must be > 0, got {std}")
+        if not math.isfinite(mean):
+            raise ValueError(f"mean must be a finite number, got {mean}")
+        if not (std > 0 and math.isfinite(std)):
+            raise ValueError(f"std must be > 0 and finite, got {std}")
         return self._derived((self.x - mean) / std, self.y, f"standardised({mean!r}, {std!r})", renamed=False)
 
     def rgb(self) -> TensorSet:
@@ -402,7 +411,12 @@ def _read_sklearn_digits(files) -> dict:
 
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+# The MD5 of each batch of the python version, as published with it (torchvision checks the same):
+# a batch is unpickled only after its MD5 matched, so a file put in $NBLIB_DATA cannot run code.
+CIFAR_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+             "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+             "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e"}
+CIFAR_BATCHES = list(CIFAR_MD5)
 
 
 def _cifar_files(root: Path) -> dict[str, Path] | None:
@@ -438,6 +452,9 @@ def _read_cifar(files: dict[str, Path]) -> dict:
     import pickle
 
     def batch(name):
+        if _md5(files[name]) != CIFAR_MD5[name]:
+            raise DataCorrupt(f"CIFAR-10 batch {files[name]} is not the published file (its MD5 is not "
+                              f"{CIFAR_MD5[name]}): it is damaged or altered, and was not opened; download it again")
         try:
             with open(files[name], "rb") as f:  # the format CIFAR-10's authors publish: pickled dicts
                 raw = pickle.load(f, encoding="bytes")
@@ -517,15 +534,37 @@ def _locate(name: str) -> tuple[Source, dict[str, Path]]:
                           + f"\nTo get it: {HOW_TO_GET.get(name, 'see nblib/data.py')}.")
 
 
+ARRAY_KEYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _verified(path: Path) -> dict | None:
+    """The tensors stored at `path` if every split is there and still hashes to the digest
+    stored with it, else None (with a warning saying what is wrong): a damaged cache is
+    rebuilt, never used under the id of the data it once held."""
+    try:
+        arrays = torch.load(path, weights_only=True)
+    except Exception as error:
+        print(f"warning: cached tensors {path} unreadable ({type(error).__name__}: {error}); rebuilding")
+        return None
+    missing = [k for k in (*ARRAY_KEYS, "train_digest", "test_digest") if k not in arrays] \
+        if isinstance(arrays, dict) else ["everything"]
+    if missing:
+        print(f"warning: cached tensors {path} lack {', '.join(missing)}; rebuilding")
+        return None
+    for split in ("train", "test"):
+        if content_hash(arrays[f"{split}_x"], arrays[f"{split}_y"]) != arrays[f"{split}_digest"]:
+            print(f"warning: cached tensors {path}: the {split} split changed since it was stored; rebuilding")
+            return None
+    return arrays
+
+
 def _cached_arrays(filename: str, build: Callable[[], dict]) -> dict:
-    """The tensors stored under `filename` in the cache, or ``build()``'s with a content
-    digest of each split added, stored atomically; an unreadable file is reported and rebuilt."""
+    """The tensors stored under `filename` in the cache (each split re-hashed against the
+    digest stored with it), or ``build()``'s with a content digest of each split added,
+    stored atomically; an unreadable, incomplete or altered file is reported and rebuilt."""
     path = config.cache_dir() / "data" / filename
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception as error:
-            print(f"warning: cached tensors {path} unreadable ({error}); rebuilding")
+    if path.exists() and (arrays := _verified(path)) is not None:
+        return arrays
     arrays = build()
     for split in ("train", "test"):
         arrays[f"{split}_digest"] = content_hash(arrays[f"{split}_x"], arrays[f"{split}_y"])

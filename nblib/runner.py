@@ -9,19 +9,29 @@ However a run ends — a failed cell, Ctrl-C, SIGTERM or SIGHUP (CI cancelling, 
 the wall-clock limit — papermill and the kernel (which runs in a session of its own) are
 killed, temporary files are removed, and the last good notebook and claims stay. One run
 at a time per checkout: a second `nblib run` or `nblib book` refuses while one is running.
+
+A run killed outright (SIGKILL, the OOM killer) cannot clean up after itself, so nothing it
+leaves can reach a later run: papermill dies with its runner (Linux's parent-death
+signal) and the kernel with papermill (ipykernel's parent poller); the lock file records
+the processes each run started, and the next run kills any still alive; every run stages
+its claims and the kernels' connection files in a folder of its own, removed by the next.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import claims, config
@@ -72,23 +82,91 @@ def resolve(root: Path, names: list[str]) -> list[Path]:
     return list(chosen)
 
 
+@dataclass
+class RunLock:
+    """This checkout's run lock, held: the lock file says which run holds it and which
+    processes it started, so that the next run can kill them if this one dies."""
+
+    file: object
+    started: dict = field(default_factory=dict)  # pid → create time
+
+    def _write(self) -> None:
+        self.file.seek(0)
+        self.file.truncate(0)
+        self.file.write(json.dumps({"pid": os.getpid(), "since": time.strftime("%H:%M:%S"),
+                                    "started": [[pid, t] for pid, t in self.started.items()]}))
+        self.file.flush()
+
+    def record(self, proc: subprocess.Popen) -> None:
+        """Add papermill (`proc`) and its descendants (the kernel) to the processes on record."""
+        import psutil
+
+        try:
+            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        new = {}
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.pid not in self.started:
+                    new[p.pid] = p.create_time()
+        if new:
+            self.started |= new
+            self._write()
+
+
+def _holder(text: str) -> str:
+    """'pid 123, since 10:04' from a lock file's contents."""
+    try:
+        held = json.loads(text)
+        return f"pid {held['pid']}, since {held['since']}"
+    except (ValueError, TypeError, KeyError):
+        return text.strip() or "pid unknown"
+
+
+def _kill_leftovers(text: str) -> list[int]:
+    """Kill the processes a dead run recorded in the lock file that are still alive (a pid
+    counts as the same process only with the same start time); return their pids."""
+    import psutil
+
+    try:
+        started = json.loads(text).get("started", [])
+    except (ValueError, AttributeError):
+        return []
+    killed = []
+    for pid, create_time in started:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, TypeError, ValueError):
+            process = psutil.Process(pid)
+            if abs(process.create_time() - create_time) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
+                process.kill()
+                killed.append(pid)
+    psutil.wait_procs([psutil.Process(pid) for pid in killed if psutil.pid_exists(pid)], timeout=10)
+    return killed
+
+
 @contextlib.contextmanager
 def exclusive(root: Path):
-    """Hold this checkout's run lock (released by the OS if the process dies), or raise Busy."""
+    """Hold this checkout's run lock (released by the OS if the process dies) and yield a
+    `RunLock`, or raise Busy. Processes left running by a run that died are killed first."""
     lock = config.results_dir(root) / ".run.lock"
     with open(lock, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise Busy(f"another nblib run or book is working in {root} ({f.read().strip() or 'pid unknown'}); "
+            raise Busy(f"another nblib run or book is working in {root} ({_holder(f.read())}); "
                        "wait for it to finish, or stop it") from None
-        f.truncate(0)
-        f.write(f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}")
-        f.flush()
+        f.seek(0)
+        killed = _kill_leftovers(f.read())
+        if killed:
+            print(f"stopped {len(killed)} process(es) left running by an earlier run that was killed "
+                  f"(pid {', '.join(map(str, killed))})", flush=True)
+        held = RunLock(f)
+        held._write()
         try:
-            yield
+            yield held
         finally:
+            f.seek(0)
             f.truncate(0)
 
 
@@ -137,82 +215,132 @@ def _kill_tree(proc: subprocess.Popen) -> str:
 
 
 def _remove_stale_files(root: Path) -> None:
-    """Temporary notebooks and staged claims left by a run that was killed outright
-    (SIGKILL, power loss); called with the lock held, so no live run owns them."""
-    for leftover in [*(root / "book" / "chapters").glob(".*.running.ipynb"),
-                     *(config.results_dir(root) / ".staging").glob("*.json")]:
+    """Temporary notebooks and the staging folders (claims, kernel connection files) of
+    runs that were killed outright (SIGKILL, power loss); called with the lock held, after
+    the processes those runs left were killed, so no live run owns them."""
+    for leftover in (root / "book" / "chapters").glob(".*.running.ipynb"):
         leftover.unlink(missing_ok=True)
+    for leftover in _staging_root(root).glob("*"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
-def _first_error(notebook: Path) -> str:
-    """'cell N: Error: message' for the first cell with an error output (or still running)."""
+def _staging_root(root: Path) -> Path:
+    return config.results_dir(root) / ".staging"
+
+
+@contextlib.contextmanager
+def staging_folder(root: Path):
+    """A folder of this run's own under ``results/.staging/`` for the claims its chapters
+    record and their kernels' connection files, removed when the run ends: a kernel left
+    over from a killed run writes only into its own run's folder, never into this one's."""
+    folder = _staging_root(root) / f"run-{os.getpid()}-{secrets.token_hex(4)}"
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """For `Popen(preexec_fn=...)`: on Linux the child gets SIGKILL when `parent` dies, even
+    by SIGKILL (prctl PR_SET_PDEATHSIG), so papermill never outlives its runner."""
+    def arm():
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the runner died before the signal was armed
+                os._exit(1)
+    return arm
+
+
+def _first_error(notebook: Path) -> tuple[str, bool]:
+    """'code cell N: Error: message' for the first cell with an error output (or still
+    running), and whether that says what went wrong (an error output does; a cell that
+    was still running, or a notebook without one, leaves the cause to papermill's log)."""
     try:
         nb = json.loads(notebook.read_text())
     except (OSError, ValueError):
-        return "no output notebook was written"
+        return "no output notebook was written", False
     code_cells = [c for c in nb["cells"] if c["cell_type"] == "code"
                   and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for i, cell in enumerate(code_cells, 1):
         first_line = "".join(cell["source"]).strip().split("\n")[0][:60]
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
-                return f"code cell {i} ({first_line!r}): {out['ename']}: {out['evalue']}"
+                return f"code cell {i} ({first_line!r}): {out['ename']}: {out['evalue']}", True
         if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            return f"code cell {i} ({first_line!r}) was still running"
-    return "papermill failed before any cell ran"
+            return f"code cell {i} ({first_line!r}) was still running", False
+    return "papermill failed before any cell ran", False
 
 
 def kernel_env(staging: Path, interactive: bool = False) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
     ``python3`` kernelspec resolves to it), batch mode unless `interactive` (the branch a
-    JupyterLab reader runs: explorers as widgets), and where to record claims."""
-    env = dict(os.environ)
+    JupyterLab reader runs: explorers as widgets), where to record claims, and the run's
+    own folder for the kernel's connection file (removed with the run's staging folder)."""
+    env = config.absolute_paths(dict(os.environ))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("NBLIB_BATCH", None)
     if not interactive:
         env["NBLIB_BATCH"] = "1"
     env["NBLIB_CLAIMS_DIR"] = str(staging)
+    env["JUPYTER_RUNTIME_DIR"] = str(staging / "runtime")
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
 
 
-def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False) -> Result:
+def _wait(proc: subprocess.Popen, timeout: float, lock: RunLock | None) -> str:
+    """papermill's output once it ends, recording its processes in `lock` as they start;
+    `subprocess.TimeoutExpired` after `timeout` seconds."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        if lock is not None:
+            lock.record(proc)
+        try:
+            return proc.communicate(timeout=max(0.0, min(1.0, deadline - time.perf_counter())))[0] or ""
+        except subprocess.TimeoutExpired:
+            if time.perf_counter() >= deadline:
+                raise
+
+
+def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
+                staging: Path | None = None, lock: RunLock | None = None) -> Result:
     """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
 
-    The executed notebook and its claims (recorded in ``results/.staging/`` while it runs)
-    replace the previous ones together, and only when the chapter succeeded: after a
-    failure or an interruption the last good notebook and its claims stay as they were."""
+    The executed notebook and its claims (recorded in the run's `staging` folder while it
+    runs; a fresh one when not given) replace the previous ones together, and only when
+    the chapter succeeded: after a failure or an interruption the last good notebook and
+    its claims stay as they were. `lock` records the processes it starts."""
+    if staging is None:
+        with staging_folder(root) as staging:
+            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock)
     out_dir = root / "book" / "chapters"
     out_dir.mkdir(parents=True, exist_ok=True)
     final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
                           out_dir / f".{notebook.stem}.running.ipynb")
-    staging = config.results_dir(root) / ".staging"
     staged, recorded = staging / f"{notebook.stem}.json", config.results_dir(root) / f"{notebook.stem}.json"
-    claims.reset_file(staged)
+    for leftover in staging.glob("*.json"):
+        leftover.unlink()
     command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=kernel_env(staging, interactive), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_die_with_parent(os.getpid()))
     try:
-        log, _ = proc.communicate(timeout=timeout)
-        error = "" if proc.returncode == 0 else _first_error(tmp)
+        log = _wait(proc, timeout, lock)
+        error, cause_known = ("", True) if proc.returncode == 0 else _first_error(tmp)
     except subprocess.TimeoutExpired:
         log = _kill_tree(proc)
-        error = f"timed out after {timeout:.0f} s; {_first_error(tmp)}"
+        error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(tmp)[0]}", True
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
         _kill_tree(proc)
         tmp.unlink(missing_ok=True)
-        staged.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - start
     records = claims.read_file(staged)
     if not error and not records and config.check_profile(profile) in config.ASSERTING_PROFILES:
         error = (f"recorded no claims under its own name: does its nblib.setup() say {notebook.stem!r}? "
                  f"(claims recorded under other names are not published)")
-    for other in staging.glob("*.json"):  # claims a chapter recorded under another chapter's name
-        if other != staged:
-            other.unlink()
     if not error:
         with _signals_held():  # the notebook and its claims are published together or not at all
             os.replace(tmp, final)
@@ -225,7 +353,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
         os.replace(tmp, failed)
     else:
         failed.write_text(json.dumps({"error": error}))
-    if error and log and not error.startswith("code cell"):
+    if error and log and not cause_known:
         error += "\n" + log[-2000:]
     passed = sum(r["passed"] for r in records)
     return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
@@ -238,18 +366,19 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
         raise ValueError(f"--timeout must be a positive number of seconds, not {timeout}")
     chosen = resolve(root, names)
     results = []
-    with exclusive(root), stop_on_signals():
+    with exclusive(root) as lock, stop_on_signals():
         _remove_stale_files(root)
-        for notebook in chosen:
-            print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
-            result = run_chapter(notebook, root, profile, timeout)
-            results.append(result)
-            _record_timing(root, result, profile)
-            status = "ok" if result.ok else f"FAILED: {result.error}"
-            print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
-                  flush=True)
-            if not result.ok and not keep_going:
-                break
+        with staging_folder(root) as staging:
+            for notebook in chosen:
+                print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
+                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock)
+                results.append(result)
+                _record_timing(root, result, profile)
+                status = "ok" if result.ok else f"FAILED: {result.error}"
+                print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
+                      flush=True)
+                if not result.ok and not keep_going:
+                    break
     print(summary_table(results))
     return results
 
@@ -365,7 +494,7 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         from . import pagecheck
 
         pagecheck.find_browser()  # before the build, not a minute after it
-    with exclusive(root):
+    with exclusive(root), stop_on_signals():  # SIGTERM ends Chromium and its driver as Ctrl-C does
         out_dir = root / "book" / "chapters"
         problems = []
         for notebook in notebooks(root):
@@ -380,7 +509,9 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         text, total, passed = claims_page(root)
         (root / "book" / "claims.md").write_text(text)
         jupyter_book = Path(sys.executable).parent / "jupyter-book"
-        subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"], check=True)
+        build = subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"])
+        if build.returncode:
+            raise RuntimeError(f"jupyter-book build failed (exit code {build.returncode}); its messages are above")
         html = root / "_build" / "html"
         if page_check:
             print("loading every page in Chromium ...", flush=True)

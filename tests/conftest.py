@@ -59,7 +59,9 @@ def photos():
 
 
 def make_notebook(path: Path, *sources: str) -> Path:
-    """A chapter-shaped notebook: a parameters cell, then the given code cells."""
+    """A chapter-shaped notebook: a parameters cell, then the given code cells. In a
+    ``notebooks/`` folder, the folder above gets a book's ``_toc.yml`` and ``_config.yml``
+    when it has none (the `nblib` command works only in a book's folder)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell('profile = "quick"\nseed = 0')
@@ -67,6 +69,10 @@ def make_notebook(path: Path, *sources: str) -> Path:
     nb.cells = [params] + [nbformat.v4.new_code_cell(s) for s in sources]
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
+    if path.parent.name == "notebooks":
+        for name, text in [("_toc.yml", "format: jb-book\nroot: book/intro\n"), ("_config.yml", "title: test\n")]:
+            if not (path.parent.parent / name).exists():
+                (path.parent.parent / name).write_text(text)
     return path
 
 

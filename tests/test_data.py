@@ -297,3 +297,67 @@ def test_standardised_keeps_the_name_but_not_the_id(fashion):
     assert torch.allclose(std.x, (part.x - 0.5) / 0.25) and std.name == part.name and std.id != part.id
     with pytest.raises(ValueError, match="std must be > 0"):
         part.standardised(0.0, 0.0)
+    for mean in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="mean must be a finite number"):
+            part.standardised(mean, 1.0)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5, True, "10"])
+def test_subset_refuses_sizes_that_are_not_positive_ints(fashion, n):
+    with pytest.raises(ValueError, match="subset size n must be a positive int"):
+        fashion[0].subset(n)
+
+
+def test_per_class_refuses_labels_beyond_the_classes(fashion):
+    part = fashion[0].subset(200, 0)
+    y = part.y.clone()
+    y[0] = 12
+    with pytest.raises(ValueError, match=r"labels outside 0..9 \(0 to 12\)"):
+        data.TensorSet(part.x, y, part.classes, "bad labels").per_class(1)
+
+
+def _tiny_cifar_batch(path, payload=None):
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(payload or {b"data": [[0] * 3072], b"labels": [0]}))
+
+
+def test_a_crafted_cifar10_batch_is_never_unpickled(monkeypatch, tmp_path):
+    folder = tmp_path / "cifar10" / "cifar-10-batches-py"
+    witness = tmp_path / "code-ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(witness), "w"))
+    for name in data.CIFAR_BATCHES:
+        _tiny_cifar_batch(folder / name, {b"data": Exploit(), b"labels": [0]})
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(data.DataCorrupt, match="data_batch_1 is not the published file .* was not opened"):
+        data.load("cifar10")
+    assert not witness.exists()
+
+
+def test_a_tensor_cache_without_a_split_is_rebuilt(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path))
+    data.load("digits")
+    (path,) = (tmp_path / "data").glob("digits-*.pt")
+    stored = torch.load(path, weights_only=True)
+    del stored["train_y"]
+    torch.save(stored, path)
+    train, _ = data.load("digits")
+    assert "lack train_y; rebuilding" in capsys.readouterr().out and len(train) == 1347
+    assert "train_y" in torch.load(path, weights_only=True)
+
+
+def test_a_tensor_cache_with_altered_images_is_rebuilt(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("NBLIB_CACHE", str(tmp_path))
+    original = data.load("digits")[0]
+    (path,) = (tmp_path / "data").glob("digits-*.pt")
+    stored = torch.load(path, weights_only=True)
+    stored["train_x"].view(-1)[:1000] ^= 0xFF  # 1,000 flipped bytes under the stored digest
+    torch.save(stored, path)
+    train, _ = data.load("digits")
+    assert "the train split changed since it was stored; rebuilding" in capsys.readouterr().out
+    assert torch.equal(train.x, original.x) and train.id == original.id

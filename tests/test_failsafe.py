@@ -122,7 +122,7 @@ def test_a_chapter_named_twice_runs_once(root, capsys):
 
 def test_a_root_without_chapters_is_an_error(tmp_path, capsys):
     assert cli.main(["--root", str(tmp_path), "run"]) == 2
-    assert "no chapters in" in capsys.readouterr().err
+    assert "is not the book's folder" in capsys.readouterr().err
     assert cli.main(["--root", str(tmp_path / "absent"), "run"]) == 2
     assert "is not a folder" in capsys.readouterr().err
 
@@ -189,3 +189,84 @@ def test_claims_of_a_failed_chapter_are_not_published(root):
     assert not runner.run(root, ["04"], "smoke", 300, False)[0].ok
     assert not (root / "results" / "04_half.json").exists()
     assert json.loads((root / "book" / "chapters" / "04_half.failed.ipynb").read_text())
+
+
+# ---- issue 34: a run killed outright, clean in a folder that is not a book
+
+OLD_CODE = ('import os, time, pathlib, nblib\nnblib.setup("03_sleep", profile, seed)\n'
+            'open(os.environ["PIDFILE"], "w").write(str(os.getpid()))\n'
+            'go = pathlib.Path(os.environ["GO"])\nwhile not go.exists():\n    time.sleep(0.1)\n'
+            'nblib.claim("sleep/old-code", 1.0, ">", 0.5)')
+NEW_CODE = ('import os, time, pathlib, nblib\nnblib.setup("03_sleep", profile, seed)\n'
+            'pathlib.Path(os.environ["GO"]).touch()\ntime.sleep(3)\nnblib.claim("sleep/new-code", 1.0, ">", 0.5)')
+
+
+def test_a_run_killed_outright_leaves_no_kernel_and_its_claims_never_reach_the_next_run(root, tmp_path,
+                                                                                      monkeypatch):
+    make_notebook(root / "notebooks" / "03_sleep.ipynb", OLD_CODE)
+    monkeypatch.setenv("GO", str(tmp_path / "go"))
+    first = _nblib(root, "run", "03", "--profile", "smoke", env={**os.environ, "PIDFILE": str(tmp_path / "kernel.pid")})
+    kernel = _wait_for(tmp_path / "kernel.pid")
+    first.kill()  # SIGKILL: no handler runs
+    first.communicate(timeout=60)
+    deadline = time.time() + 15
+    while not _gone(kernel) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _gone(kernel), "the kernel of a killed run lives on"
+    make_notebook(root / "notebooks" / "03_sleep.ipynb", NEW_CODE)
+    assert runner.run(root, ["03"], "smoke", 300, False)[0].ok
+    published = json.loads((root / "results" / "03_sleep.json").read_text())
+    assert [r["id"] for r in published] == ["sleep/new-code"]
+    assert not list((root / "results" / ".staging").iterdir())
+
+
+def test_the_next_run_stops_processes_a_killed_run_recorded(root, capsys):
+    import psutil
+
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        (root / "results").mkdir()
+        started = [[orphan.pid, psutil.Process(orphan.pid).create_time()], [1, 0.0]]  # pid 1: not the one recorded
+        (root / "results" / ".run.lock").write_text(json.dumps({"pid": 999999, "since": "0", "started": started}))
+        assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+        assert _gone(orphan.pid)
+        assert f"left running by an earlier run that was killed (pid {orphan.pid})" in capsys.readouterr().out
+    finally:
+        orphan.kill()
+        orphan.wait()
+
+
+def test_clean_keeps_files_of_the_results_folder_that_nblib_did_not_write(root):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    (root / "results" / "survey.json").write_text('{"answers": 12}')
+    assert cli.main(["--root", str(root), "clean"]) == 0
+    assert (root / "results" / "survey.json").read_text() == '{"answers": 12}'
+    assert not (root / "results" / "01_ok.json").exists()
+
+
+@pytest.mark.parametrize("how", ["--root", "working directory"])
+def test_clean_refuses_a_folder_that_is_not_a_book(tmp_path, monkeypatch, capsys, how):
+    for path, text in [("_build/index.html", "a user's site"), ("results/survey.json", "{}"),
+                       ("book/chapters/notes.ipynb", "{}"), ("book/claims.md", "mine")]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.delenv("NBLIB_ROOT")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--root", str(tmp_path), "clean"] if how == "--root" else ["clean"]
+    monkeypatch.setattr(config, "__file__", str(tmp_path / "site-packages" / "nblib" / "config.py"))  # not editable
+    assert cli.main(argv) == 2
+    assert "is not the book's folder" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        "_build/index.html", "book/chapters/notes.ipynb", "book/claims.md", "results/survey.json"]
+
+
+def test_relative_folders_in_the_environment_mean_the_same_in_the_kernel(root, monkeypatch):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    published = (root / "results" / "01_ok.json").read_text()
+    monkeypatch.chdir(root)
+    run = subprocess.run([sys.executable, "-m", "nblib.cli", "run", "01", "--profile", "smoke"], capture_output=True,
+                         text=True, env={**os.environ, "NBLIB_ROOT": ".", "NBLIB_RESULTS": "elsewhere"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads((root / "elsewhere" / "01_ok.json").read_text())[0]["id"] == "ok/x"
+    assert not (root / "notebooks" / "elsewhere").exists()
+    assert (root / "results" / "01_ok.json").read_text() == published  # the other folder's claims untouched
