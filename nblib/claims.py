@@ -29,9 +29,32 @@ def results_file(chapter: str) -> Path:
     return config.claims_dir() / f"{chapter}.json"
 
 
+RECORD_FIELDS = {"id": str, "value": (int, float), "op": str, "target": (int, float), "passed": bool}
+
+
+class ClaimsFileCorrupt(ValueError):
+    """A results file that is not a list of claim records."""
+
+
 def read_file(path: Path) -> list[dict]:
-    """The claims recorded in a results file (empty if there is none)."""
-    return json.loads(path.read_text()) if path.exists() else []
+    """The claims recorded in a results file (empty if there is none); `ClaimsFileCorrupt`
+    naming the file when it is not a JSON list of records with `RECORD_FIELDS`."""
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ClaimsFileCorrupt(f"{path} is not valid JSON ({error}): delete it and run its chapter again") from None
+    problem = None if isinstance(records, list) else "it is not a list of claims"
+    for i, record in enumerate(records if problem is None else []):
+        wrong = [k for k, kind in RECORD_FIELDS.items()
+                 if not isinstance(record, dict) or not isinstance(record.get(k), kind)]
+        if wrong:
+            problem = f"record {i} lacks or has a wrong {', '.join(wrong)}"
+            break
+    if problem:
+        raise ClaimsFileCorrupt(f"{path} is not a claims file ({problem}): delete it and run its chapter again")
+    return records
 
 
 def describe_data(records: list[dict]) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from nblib import cli, config, runner
 
-from .conftest import make_notebook
+from .conftest import make_notebook, needs_chromium
 
 SLEEPER = ('import os, time, nblib\nnblib.setup("03_sleep", profile, seed)\n'
            'open(os.environ["PIDFILE"], "w").write(str(os.getpid()))\ntime.sleep(600)')
@@ -270,3 +270,42 @@ def test_relative_folders_in_the_environment_mean_the_same_in_the_kernel(root, m
     assert json.loads((root / "elsewhere" / "01_ok.json").read_text())[0]["id"] == "ok/x"
     assert not (root / "notebooks" / "elsewhere").exists()
     assert (root / "results" / "01_ok.json").read_text() == published  # the other folder's claims untouched
+
+
+BOOK_WITH_A_SLOW_PAGE_CHECK = """
+import subprocess, sys, time
+from pathlib import Path
+from nblib import pagecheck, runner
+
+def slow_check(html, required):
+    with pagecheck._chromium():
+        print("chromium is up", flush=True)
+        time.sleep(600)
+
+runner.subprocess.run = lambda *a, **k: subprocess.CompletedProcess(a, 0)  # the pages are not the point
+pagecheck.check_site = slow_check
+runner.build_book(Path(sys.argv[1]))
+"""
+
+
+@needs_chromium
+def test_sigterm_during_the_page_check_ends_chromium_and_removes_its_profile(root, tmp_path):
+    import tempfile
+
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    (root / "book" / "chapters" / "03_sleep.ipynb").write_text("{}")  # the sleeper, as if executed
+    profiles = set(Path(tempfile.gettempdir()).glob("nblib-chromium-*"))
+    book = subprocess.Popen([sys.executable, "-c", BOOK_WITH_A_SLOW_PAGE_CHECK, str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    while (line := book.stdout.readline()) and line.strip() != "chromium is up":
+        pass
+    assert line, book.communicate()[1]
+    family = psutil.Process(book.pid).children(recursive=True)
+    assert family, "no Chromium to stop"
+    book.send_signal(signal.SIGTERM)
+    book.communicate(timeout=60)
+    deadline = time.time() + 10
+    while not all(_gone(p.pid) for p in family) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(p.pid) for p in family), "Chromium or its driver outlived nblib book"
+    assert set(Path(tempfile.gettempdir()).glob("nblib-chromium-*")) == profiles

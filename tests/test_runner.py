@@ -122,3 +122,31 @@ def test_build_report_survives_damaged_records(root, tmp_path, monkeypatch):
     (config.cache_dir() / runner.LAST_BUILD).write_text("[1, 2]")
     report = runner.build_report(root)
     assert "01_ok" in report and "?" in report and "no earlier build" in report
+
+
+# ---- issue 34: one line that says what went wrong, never a traceback
+
+def test_a_kernel_that_died_says_so(root):
+    make_notebook(root / "notebooks" / "05_dies.ipynb", "import os\nos._exit(3)")
+    result = runner.run_chapter(root / "notebooks" / "05_dies.ipynb", root, "smoke", timeout=120)
+    assert not result.ok and "DeadKernelError" in result.error
+
+
+@pytest.mark.parametrize("text, problem", [("{not json", "is not valid JSON"), ("{}", "not a list of claims"),
+                                           ('[{"id": "x"}]', "record 0 lacks or has a wrong value, op, target")])
+def test_a_malformed_results_file_is_named_in_one_line(root, capsys, text, problem):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    (root / "book" / "chapters" / "02_bad.ipynb").write_text("{}")
+    (root / "results" / "01_ok.json").write_text(text)
+    assert cli.main(["--root", str(root), "book", "--no-page-check"]) == 2
+    err = capsys.readouterr().err
+    assert str(root / "results" / "01_ok.json") in err and problem in err and len(err.splitlines()) == 1
+
+
+def test_a_failed_jupyter_book_build_is_one_line(root, capsys, monkeypatch):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    (root / "book" / "chapters" / "02_bad.ipynb").write_text("{}")
+    monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
+    assert cli.main(["--root", str(root), "book", "--no-page-check"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "nblib book: error: jupyter-book build failed (exit code 1); its messages are above"
