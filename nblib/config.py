@@ -31,12 +31,13 @@ def check_profile(profile: str) -> str:
 
 def pick_device(preferred: str | None = None) -> torch.device:
     """CUDA > MPS > CPU; ``preferred``, ``$NBLIB_DEVICE`` or the device given to `setup`
-    overrides."""
+    overrides. A device this machine does not have is a ValueError naming where it came from."""
     import torch
 
-    name = preferred or os.environ.get("NBLIB_DEVICE")
-    if name:
-        return torch.device(name)
+    if preferred:
+        return checked_device(preferred, "device")
+    if os.environ.get("NBLIB_DEVICE"):
+        return checked_device(os.environ["NBLIB_DEVICE"], "$NBLIB_DEVICE")
     if _current is not None:  # the device `setup` chose for the running chapter
         return _current.device
     if torch.cuda.is_available():
@@ -44,6 +45,33 @@ def pick_device(preferred: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def checked_device(name, origin: str = "device") -> torch.device:
+    """``torch.device(name)`` if this machine has it, else a ValueError that names `origin`
+    (the argument or variable it came from) and the devices there are."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"{origin}={name!r} is not a device ({error}); use cpu, cuda, cuda:N or mps") from None
+    have = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] + (
+        ["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+    missing = ((device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count())
+               or (device.type == "mps" and "mps" not in have))
+    if missing:
+        raise ValueError(f"{origin}={name!r}, but this machine has no such device (it has {', '.join(have)})")
+    return device
+
+
+def check_seed(seed) -> int:
+    """`seed` if it is an int in [0, 2³²) (NumPy's range), else TypeError or ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    return seed
 
 
 def seed_everything(seed: int) -> None:
@@ -189,6 +217,7 @@ def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | Non
 
     global _current
     check_profile(profile)
+    check_seed(seed)
     _data_used.clear()
     _current = Setup(chapter, profile, seed, pick_device(device))
     seed_everything(seed)

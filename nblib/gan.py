@@ -101,6 +101,8 @@ class Discriminator(nn.Module):
         if (conditioning == "none") != (classes == 0):
             raise ValueError(f"conditioning {conditioning!r} needs classes {'= 0' if conditioning == 'none' else '> 0'}"
                              f", got {classes}")
+        if width < 1 or classes < 0:
+            raise ValueError(f"Discriminator needs width ≥ 1 and classes ≥ 0, got {width}, {classes}")
         self.width, self.classes, self.conditioning = width, classes, conditioning
         planes = 1 + (classes if conditioning == "channels" else 0)
         self.features = nn.Sequential(
@@ -319,6 +321,8 @@ def _judge_input(images: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"the judge takes N × 1 × 28 × 28 images, got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         images = images.float() / 255
+    if not torch.isfinite(images).all():
+        raise ValueError("the judge got images with NaN or infinite pixels: the generator diverged")
     if images.min() < -1e-3 or images.max() > 1 + 1e-3:
         raise ValueError("the judge takes images in [0, 1] (use generate(), which rescales G's [−1, 1])")
     return (images - MNIST_MEAN) / MNIST_STD
@@ -365,6 +369,10 @@ def mode_coverage(labels: torch.Tensor, classes: int = 10, share: float = 0.05) 
     """How a sample's (judged) classes spread: the share of each class, the entropy of
     that histogram in nats (log 10 ≈ 2.30 when uniform) and how many classes hold at
     least `share` of the sample."""
+    if labels.dim() != 1 or len(labels) == 0 or labels.dtype != torch.long:
+        raise ValueError(f"labels must be a non-empty int64 vector, got {labels.dtype} of shape {tuple(labels.shape)}")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in [0, {classes - 1}], got {labels.min().item()} to {labels.max().item()}")
     counts = torch.bincount(labels.cpu(), minlength=classes).double()
     shares = counts / counts.sum()
     entropy = -(shares[shares > 0] * shares[shares > 0].log()).sum().item()

@@ -68,6 +68,8 @@ def losses_at(model: nn.Module, points: torch.Tensor, data: TensorSet, batch_siz
     copy of the model (the model itself is untouched). Two tensors of length K."""
     if points.dim() == 1:
         points = points[None]
+    if len(data) == 0 or len(points) == 0:
+        raise ValueError(f"losses_at needs points and data, got {len(points)} points and {len(data)} samples")
     work = copy.deepcopy(model)
     losses, accuracies = [], []
     for theta in points:
@@ -138,6 +140,10 @@ def top_hessian_eigenvalue(model: nn.Module, data: TensorSet, iterations: int = 
     """The Hessian eigenvalue of largest magnitude of the mean loss on `data`, by power
     iteration on Hessian-vector products (double backward, in eval mode, in batches of
     `batch_size`), from a seeded random start."""
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    if len(data) == 0:
+        raise ValueError("top_hessian_eigenvalue needs data, got an empty set")
     params = [p for p in model.parameters() if p.requires_grad]
     device = params[0].device
     g = torch.Generator().manual_seed(seed)

@@ -25,6 +25,9 @@ def _check(logits: torch.Tensor, y: torch.Tensor) -> None:
                          f"and dtype {y.dtype}")
     if y.min() < 0 or y.max() >= logits.shape[1]:
         raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}]")
+    if not torch.isfinite(logits).all():
+        raise ValueError(f"logits hold {(~torch.isfinite(logits)).sum().item()} NaN or infinite values: "
+                         "the model diverged, or its inputs did")
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -81,7 +82,17 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def apply_masks_(model: nn.Module, layer_masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Prune `model`, in place, with the given masks (e.g. a lottery ticket's)."""
+    """Prune `model`, in place, with the given masks (e.g. a lottery ticket's): one mask of
+    zeros and ones per prunable layer, of the layer's weight's shape."""
+    layers = dict(prunable(model))
+    if layer_masks.keys() != layers.keys():
+        raise ValueError(f"need one mask per prunable layer ({', '.join(layers)}), got {', '.join(layer_masks)}")
+    for name, m in layers.items():
+        mask = layer_masks[name]
+        if mask.shape != m.weight.shape:
+            raise ValueError(f"the mask of {name!r} has shape {tuple(mask.shape)}, its weight {tuple(m.weight.shape)}")
+        if not ((mask == 0) | (mask == 1)).all():
+            raise ValueError(f"the mask of {name!r} holds values other than 0 and 1")
     for name, m in prunable(model):
         prune.custom_from_mask(m, "weight", layer_masks[name].to(m.weight.device))
     return model
@@ -286,6 +297,11 @@ def lottery_tickets(sizes: list[int], train, val, test, rounds: int, amount: flo
         raise ValueError(f"rounds must be a whole number >= 0, got {rounds!r}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
     device = torch.device(device) if device else pick_device()
 
     def initial(seed: int) -> nn.Sequential:

@@ -26,6 +26,7 @@ come from `torch.autograd.grad`, so parameters' ``.grad`` fields are left untouc
 from __future__ import annotations
 
 import copy
+import math
 from contextlib import nullcontext
 
 import torch
@@ -33,6 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .train import eval_mode
+
+
+def _finite(images: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return images
 
 
 def _check(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +108,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     xd, td = _check(model, x, target)
-    base = torch.zeros_like(xd) if baseline is None else baseline.to(xd.device).expand_as(xd)
+    base = torch.zeros_like(xd) if baseline is None else _finite(baseline, "baseline").to(xd.device).expand_as(xd)
     alphas = torch.linspace(0, 1, steps + 1, device=xd.device)
     weights = torch.full_like(alphas, 1 / steps)
     weights[0] = weights[-1] = 0.5 / steps
@@ -120,7 +127,7 @@ def completeness_gap(model: nn.Module, x: torch.Tensor, target: torch.Tensor, at
     """Per image, Σ attributions − (S_c(x) − S_c(x′)): zero for exact integrated gradients
     (their completeness axiom); the quadrature leaves a small gap."""
     xd, td = _check(model, x, target)
-    base = torch.zeros_like(xd) if baseline is None else baseline.to(xd.device).expand_as(xd)
+    base = torch.zeros_like(xd) if baseline is None else _finite(baseline, "baseline").to(xd.device).expand_as(xd)
     with eval_mode(model):
         change = _class_scores(model, xd, td) - _class_scores(model, base, td)
     return (attributions.to(xd.device).flatten(1).sum(1) - change).to(x.device)
@@ -178,6 +185,8 @@ def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sali
     pixels are set to `fill`, a fraction 0, 1/steps, …, 1 at a time. Returns (fractions,
     N × (steps + 1) probabilities); a faithful map makes the probability fall fast."""
     xd, td = _check(model, x, target)
+    if not math.isfinite(fill):
+        raise ValueError(f"fill must be a finite pixel value, got {fill}")
     fractions = torch.linspace(0, 1, steps + 1)
     curve = _probability_curve(model, xd, torch.full_like(xd, fill), td, saliency, fractions)
     return fractions, curve.to(x.device)
@@ -190,8 +199,7 @@ def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sal
     σ = 5 too, which is a much weaker blur at that size) a fraction at a time; a faithful
     map makes the probability rise fast."""
     xd, td = _check(model, x, target)
-    if start is None:
-        start = blur(xd)
+    start = blur(xd) if start is None else _finite(start, "start")
     fractions = torch.linspace(0, 1, steps + 1)
     curve = _probability_curve(model, start.to(xd.device), xd, td, saliency, fractions)
     return fractions, curve.to(x.device)
@@ -199,6 +207,8 @@ def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sal
 
 def blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     """A Gaussian blur of N × C × H × W images (kernel 4σ + 1 wide, reflected edges)."""
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma}")
     radius = max(1, round(2 * sigma))
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-taps**2 / (2 * sigma**2))

@@ -11,6 +11,7 @@ Training runs in float32; gradient checks run in float64 (`Network.astype`).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class Network:
     """Layers applied in order, then softmax cross-entropy plus ``reg / 2 · Σ W²``."""
 
     def __init__(self, layers: list, reg: float = 0.0):
+        if not (math.isfinite(reg) and reg >= 0):
+            raise ValueError(f"reg must be a finite number ≥ 0, got {reg}")
         self.layers, self.reg = layers, reg
 
     @property
@@ -74,8 +77,8 @@ class Network:
         """Every parameter array, by name ``"<layer>.<W|b>"`` (the arrays themselves: update in place)."""
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
 
-    def astype(self, dtype) -> Network:
-        """The network with every parameter cast to `dtype` (float64 for gradient checks), in place."""
+    def astype_(self, dtype) -> Network:
+        """Cast every parameter to `dtype` (float64 for gradient checks), in place; returns the network."""
         for layer in self.layers:
             layer.params = {k: v.astype(dtype) for k, v in layer.params.items()}
         return self
@@ -89,7 +92,7 @@ class Network:
     def loss(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
         """Loss on the batch, the gradient of every parameter (by `params` name), and the
         gradient with respect to the input ``x``."""
-        _check_batch(x, y, self.layers[0].params["W"].shape[0])
+        _check_batch(x, y, self.layers[0].params["W"].shape[0], self.layers[-1].params["W"].shape[1])
         data_loss, dout = softmax_cross_entropy(self.scores(x), y)
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
@@ -119,11 +122,15 @@ def two_layer_net(n_in: int, hidden: int, n_classes: int, reg: float = 0.0, seed
     return Network([Affine(n_in, hidden, rng), ReLU(), Affine(hidden, n_classes, rng)], reg)
 
 
-def _check_batch(x: np.ndarray, y: np.ndarray, n_in: int) -> None:
+def _check_batch(x: np.ndarray, y: np.ndarray, n_in: int, n_classes: int) -> None:
     if x.ndim != 2 or x.shape[1] != n_in:
         raise ValueError(f"x must be N × {n_in} (flattened inputs), got shape {x.shape}")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"y must hold one integer class per row of x ({len(x)}), got {y.dtype} of shape {y.shape}")
+    if len(y) and not 0 <= y.min() <= y.max() < n_classes:
+        raise ValueError(f"y must hold classes 0..{n_classes - 1}, got {y.min()} to {y.max()}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"x holds {(~np.isfinite(x)).sum()} NaN or infinite values")
 
 
 @dataclass
@@ -142,9 +149,11 @@ def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batc
     replacement, a new order each epoch), the learning rate multiplied by `lr_decay` after
     every epoch. `steps`, if given, stops after that many updates (to compare batch sizes at
     an equal number of updates). Validation accuracy after every epoch if `val` is given."""
-    _check_batch(x, y, net.layers[0].params["W"].shape[0])
+    _check_batch(x, y, net.layers[0].params["W"].shape[0], net.layers[-1].params["W"].shape[1])
     if epochs < 1 or batch_size < 1 or not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and a finite lr > 0, got {epochs}, {batch_size}, {lr}")
+    if not (np.isfinite(lr_decay) and lr_decay > 0):
+        raise ValueError(f"lr_decay must be a finite factor > 0, got {lr_decay}")
     rng, history, start = np.random.default_rng(seed), History(), time.perf_counter()
     params = net.params
     for _ in range(epochs):

@@ -17,6 +17,26 @@ def test_device_override(monkeypatch):
     assert config.pick_device() == torch.device("cpu")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_device_this_machine_lacks_fails_at_setup_naming_its_origin(monkeypatch):
+    monkeypatch.setenv("NBLIB_DEVICE", "cuda")
+    with pytest.raises(ValueError, match=r"\$NBLIB_DEVICE='cuda', but this machine has no such device \(it has cpu"):
+        nblib.setup("x", "smoke", 0)
+    monkeypatch.setenv("NBLIB_DEVICE", "gpu0")
+    with pytest.raises(ValueError, match=r"\$NBLIB_DEVICE='gpu0' is not a device"):
+        nblib.setup("x", "smoke", 0)
+    monkeypatch.delenv("NBLIB_DEVICE")
+    with pytest.raises(ValueError, match=r"device='cuda:3', but"):
+        nblib.setup("x", "smoke", 0, device="cuda:3")
+
+
+@pytest.mark.parametrize("seed, error", [("abc", TypeError), (True, TypeError), (1.5, TypeError), (-1, ValueError),
+                                         (2**32, ValueError)])
+def test_setup_refuses_a_seed_that_is_not_an_int(seed, error):
+    with pytest.raises(error, match="seed must be"):
+        nblib.setup("x", "smoke", seed, device="cpu")
+
+
 def test_setup_seeds_and_prints(capsys):
     nblib.setup("ch", "smoke", 3, device="cpu")
     a = torch.rand(3)

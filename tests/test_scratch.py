@@ -19,7 +19,7 @@ def small_batch(seed=0, n=6, d=10, classes=4):
     lambda: scratch.two_layer_net(10, 7, 4, reg=0.3, seed=1),
 ])
 def test_backward_matches_finite_differences(build):
-    net = build().astype(np.float64)
+    net = build().astype_(np.float64)
     x, y = small_batch()
     _, grads, _ = net.loss(x, y)
     errors = scratch.grad_check(lambda: net.loss(x, y)[0], net.params, grads)
@@ -27,7 +27,7 @@ def test_backward_matches_finite_differences(build):
 
 
 def test_input_gradient_matches_finite_differences():
-    net = scratch.two_layer_net(10, 7, 4, seed=2).astype(np.float64)
+    net = scratch.two_layer_net(10, 7, 4, seed=2).astype_(np.float64)
     x, y = small_batch(3)
     _, _, dx = net.loss(x, y)
     errors = scratch.grad_check(lambda: net.loss(x, y)[0], {"x": x}, {"x": dx})
@@ -35,7 +35,7 @@ def test_input_gradient_matches_finite_differences():
 
 
 def test_backward_matches_torch_autograd():
-    net = scratch.two_layer_net(10, 7, 4, reg=0.1, seed=3).astype(np.float64)
+    net = scratch.two_layer_net(10, 7, 4, reg=0.1, seed=3).astype_(np.float64)
     x, y = small_batch(4)
     loss, grads, dx = net.loss(x, y)
     tensors = {k: torch.tensor(v, requires_grad=True) for k, v in net.params.items()}
