@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import pandas as pd
 import torch
@@ -84,6 +85,18 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targete
     return (x + eps * grad.sign()).clamp(0, 1).detach().to(home)
 
 
+@overload
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = ..., alpha: float = ..., steps: int = ...,
+        norm: str = ..., targeted: bool = ..., random_start: bool = ..., return_iterations: Literal[False] = ...,
+        batch_size: int | None = ...) -> torch.Tensor: ...
+
+
+@overload
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = ..., alpha: float = ..., steps: int = ...,
+        norm: str = ..., targeted: bool = ..., random_start: bool = ..., *, return_iterations: Literal[True],
+        batch_size: int | None = ...) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, alpha: float = 0.01,
         steps: int = 40, norm: str = "linf", targeted: bool = False, random_start: bool = True,
         return_iterations: bool = False, batch_size: int | None = None):
@@ -95,8 +108,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.03, a
     and radius). Defaults: eps 0.03, alpha 0.01, 40 steps, L∞. `batch_size` attacks that
     many images at a time (all at once by default), to bound memory on large sets.
 
-    With ``return_iterations=True`` also returns, per sample, the first iteration whose
-    iterate fooled the model (0 = the starting point; -1 = never).
+    Args: `model` maps N × C × H × W images to N × classes logits; `x` images in [0, 1];
+    `y` int64 labels (N,), the target classes when `targeted`.
+    Returns: the adversarial images, x's shape and device; with ``return_iterations=True``
+    also, per sample (N,), the first iteration whose iterate fooled the model (0 = the
+    starting point; -1 = never).
+    Example: ``x_adv = pgd(net, x, y, eps=8 / 255, alpha=2 / 255, steps=10)``.
     """
     _check(x, y, eps, alpha, steps, norm)
     if batch_size is not None and batch_size < 1:

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,14 +70,19 @@ def _function_hash(f: types.FunctionType, seen: frozenset = frozenset()) -> str:
 
 def fingerprint(value) -> str:
     """A content hash for what goes into a key: a model's parameter names, shapes, dtypes
-    and values; a tensor's; a data set's content id; a function's code, defaults, closure
-    and helpers (so two schedules from one factory differ); else the value's repr, which
-    must not be an address (TypeError: give the object a repr that says what it is)."""
+    and values; a tensor's or an array's; a random generator's state; a data set's content id; a function's code,
+    defaults, closure and helpers (so two schedules from one factory differ); else the
+    value's repr, which must not be an address (TypeError: give the object a repr that
+    says what it is)."""
     if isinstance(value, nn.Module):
         return hashlib.sha1(repr([(name, content_hash(t)) for name, t in value.state_dict().items()])
                             .encode()).hexdigest()[:16]
     if isinstance(value, torch.Tensor):
         return content_hash(value)
+    if isinstance(value, np.ndarray):  # its repr elides the middle of a large array
+        return content_hash(torch.from_numpy(np.ascontiguousarray(value)))
+    if isinstance(value, torch.Generator):  # what it will draw next
+        return f"Generator({value.device}, state {content_hash(value.get_state())})"
     if isinstance(value, TensorSet):
         return value.id
     if isinstance(value, functools.partial):
@@ -97,11 +103,67 @@ def fingerprint(value) -> str:
     return text
 
 
+def _globals_read(f, seen: set[int]) -> dict[str, object]:
+    """The module-level values (not functions, classes or modules) that `f`, or a helper of
+    its own module it calls, reads: a notebook's ``SCALE`` or ``S``. nblib's own functions
+    are covered by `CODE_VERSION`."""
+    if isinstance(f, functools.partial):
+        return _globals_read(f.func, seen)
+    if not isinstance(f, types.FunctionType) or id(f) in seen or f.__module__.startswith(__package__ or "nblib"):
+        return {}
+    seen.add(id(f))
+    read = {}
+    for name in sorted(_global_names(f.__code__)):
+        if name not in f.__globals__:
+            continue
+        value = f.__globals__[name]
+        if isinstance(value, types.FunctionType) and value.__module__ == f.__module__:
+            read |= _globals_read(value, seen)
+        elif not isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType, type)):
+            read[name] = value
+    return read
+
+
+def _unkeyed_reads(parts: dict) -> dict[str, str]:
+    """The globals read by the functions among `parts` (see `_globals_read`) that are not
+    themselves among the parts, fingerprinted: editing ``SCALE`` in a notebook changes the
+    key of every computation whose code reads it, and a model passed as a part is not hashed twice."""
+    given = {id(v) for v in parts.values()} | {id(v) for p in parts.values() if isinstance(p, (list, tuple))
+                                               for v in p}
+    seen: set[int] = set()
+    read = {}
+    for part in parts.values():
+        read |= _globals_read(part, seen)
+    keyed = {}
+    for name, value in read.items():
+        if id(value) in given:
+            continue
+        try:
+            keyed[name] = fingerprint(value)
+        except TypeError as error:
+            raise TypeError(f"the computation reads the global {name!r}, which cannot be keyed ({error}); "
+                            f"pass it to the function, or as a part of the key") from None
+    return keyed
+
+
 def key(name: str, **parts) -> str:
-    """A readable, content-addressed file stem: ``name-<sha1 of name and parts>``. The hash
-    also seeds the training, so two names with the same parts train with different seeds."""
-    blob = json.dumps({"code": CODE_VERSION, "name": name, **parts}, sort_keys=True, default=fingerprint)
+    """A readable, content-addressed file stem: ``name-<sha1 of name and parts>``, the parts
+    including the globals their functions read (`_unkeyed_reads`)."""
+    return _stem(name, parts, _unkeyed_reads(parts))
+
+
+def _stem(name: str, parts: dict, reads: dict) -> str:
+    blob = json.dumps({"code": CODE_VERSION, "name": name, **parts, **({"reads": reads} if reads else {})},
+                      sort_keys=True, default=fingerprint)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
+
+
+def _stem_and_seed(name: str, **parts) -> tuple[str, int]:
+    """The file stem (`key`) and the seed of the work stored under it: a hash of the name and
+    the parts given, so two names with the same parts train with different seeds. The seed
+    leaves out the globals the work reads: a value passed as a part, or read as a global,
+    draws the same random numbers."""
+    return key(name, **parts), _seed_of(_stem(name, parts, {}))
 
 
 def path_for(stem: str) -> Path:
@@ -153,9 +215,8 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
     Training is seeded from the key, and the random state afterwards is the same whether
     the model was trained or loaded, so a warm re-run builds the same later models.
     """
-    stem = key(name, model=repr(model), start=fingerprint(model), **parts)
+    stem, seed = _stem_and_seed(name, model=repr(model), start=fingerprint(model), **parts)
     path = path_for(stem)
-    seed = _seed_of(stem)
     cached = load(path)
     if cached is not None and _fits(model, cached, path):
         model.load_state_dict(cached["state"])
@@ -201,7 +262,7 @@ def memo(name: str, compute: Callable[[], object], **parts):
     closure and the notebook helpers it calls), so editing the computation recomputes it.
     The result may hold DataFrames, tensors, numbers and strings, in dicts, lists and
     tuples. Seeded like `train_or_load`."""
-    stem = key(name, compute=compute, **parts)
+    stem, seed = _stem_and_seed(name, compute=compute, **parts)
     path = path_for(stem)
     cached = load(path)
     if cached is not None and "value" not in cached:
@@ -210,10 +271,10 @@ def memo(name: str, compute: Callable[[], object], **parts):
     if cached is not None:
         value = _decode(cached["value"])
     else:
-        config.seed_everything(_seed_of(stem))
+        config.seed_everything(seed)
         value = compute()
         save(path, {"value": _encode(value)})
-    config.seed_everything(_seed_of(stem) + 1)
+    config.seed_everything(seed + 1)
     return value
 
 

@@ -206,14 +206,13 @@ def data_used() -> list[dict]:
 
 
 def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | None = None) -> Setup:
-    """Start a chapter: check the profile, pick the device, seed everything, print one line.
+    """Start a chapter: check the profile, pick the device, seed everything, print one line
+    (`nblib.setup` also applies the book's figure style).
 
     The returned object is also remembered, so that `nblib.claims.claim` knows which
     chapter and profile it is recording for.
     """
     import torch
-
-    from . import plots  # noqa: F401  (sets the book's figure style)
 
     global _current
     check_profile(profile)

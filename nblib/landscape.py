@@ -57,7 +57,8 @@ def _unflatten(model: nn.Module, thetas: torch.Tensor) -> dict[str, torch.Tensor
 
 
 def _call(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    return functional_call(model, (params, dict(model.named_buffers())), (x,))
+    """`model` evaluated with `params`, its buffers taken to `x`'s device (the model stays where it is)."""
+    return functional_call(model, (params, {k: b.to(x.device) for k, b in model.named_buffers()}), (x,))
 
 
 @torch.no_grad()
@@ -65,7 +66,8 @@ def losses_at(model: nn.Module, points: torch.Tensor, data: TensorSet, batch_siz
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss (cross-entropy, or squared error for float targets) and accuracy of the
     model's architecture at each of the K points (K × P, or one point P) on `data`, on a
-    copy of the model (the model itself is untouched). Two tensors of length K."""
+    copy of the model (the model itself is untouched). Two tensors of length K, on the
+    points' device."""
     if points.dim() == 1:
         points = points[None]
     if len(data) == 0 or len(points) == 0:
@@ -76,7 +78,7 @@ def losses_at(model: nn.Module, points: torch.Tensor, data: TensorSet, batch_siz
         loss, accuracy = evaluate(load_flat_(work, theta), data, batch_size)
         losses.append(loss)
         accuracies.append(accuracy)
-    return torch.tensor(losses), torch.tensor(accuracies)
+    return torch.tensor(losses, device=points.device), torch.tensor(accuracies, device=points.device)
 
 
 def interpolation(theta_a: torch.Tensor, theta_b: torch.Tensor, alphas) -> torch.Tensor:
@@ -203,9 +205,8 @@ class BezierCurve(nn.Module):
         return (1 - t) ** 2 * self.theta_a + 2 * t * (1 - t) * self.bend + t ** 2 * self.theta_b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.rand((), device=x.device) if self.training else torch.tensor(0.5, device=x.device)
-        model = self.model[0].to(x.device)
-        return _call(model, _unflatten(model, self.at(t)[0]), x)
+        t = torch.rand((), device=self.bend.device) if self.training else torch.tensor(0.5, device=self.bend.device)
+        return _call(self.model[0], _unflatten(self.model[0], self.at(t)[0].to(x.device)), x)
 
 
 class StackedGradientNorm:

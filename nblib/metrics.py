@@ -20,9 +20,10 @@ import torch.nn.functional as F
 def _check(logits: torch.Tensor, y: torch.Tensor) -> None:
     if logits.dim() != 2 or len(logits) == 0:
         raise ValueError(f"logits must be N × classes with N ≥ 1, got shape {tuple(logits.shape)}")
-    if y.shape != (len(logits),) or y.dtype != torch.long:
-        raise ValueError(f"labels must be {len(logits)} int64 class indices, got shape {tuple(y.shape)} "
-                         f"and dtype {y.dtype}")
+    if y.dtype != torch.long:
+        raise TypeError(f"labels must be int64 class indices, not {y.dtype}")
+    if y.shape != (len(logits),):
+        raise ValueError(f"labels must be {len(logits)} class indices, got shape {tuple(y.shape)}")
     if y.min() < 0 or y.max() >= logits.shape[1]:
         raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}]")
     if not torch.isfinite(logits).all():

@@ -182,18 +182,21 @@ class MLPStack(nn.Module):
                 w.mul_(mask)
         return self
 
-    def mask_gradients_(self) -> None:
-        """Zero the gradients of masked weights (call between `backward` and the step)."""
+    def mask_gradients_(self) -> MLPStack:
+        """Zero the gradients of masked weights (call between `backward` and the step); returns the stack."""
         for w, mask in zip(self.weights, self.masks, strict=False):
             w.grad.mul_(mask)
+        return self
 
-    def take_(self, other: MLPStack, which: torch.Tensor) -> None:
-        """Copy, in place, the weights of the copies where `which` (bool, per copy) is true from `other`."""
+    def take_(self, other: MLPStack, which: torch.Tensor) -> MLPStack:
+        """Copy, in place, the weights of the copies where `which` (bool, per copy) is true
+        from `other`; returns the stack."""
         with torch.no_grad():
             for mine, theirs in zip(self.weights, other.weights, strict=False):
                 mine.copy_(torch.where(which.view(1, -1, 1), theirs, mine))
             for mine, theirs in zip(self.biases, other.biases, strict=False):
                 mine.copy_(torch.where(which.view(-1, 1), theirs, mine))
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w0 = self.weights[0]

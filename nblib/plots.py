@@ -10,7 +10,10 @@ import torch
 
 from .train import History
 
-sns.set_theme(context="notebook", style="whitegrid")
+
+def book_style() -> None:
+    """The book's figure style (seaborn's whitegrid at notebook scale); `nblib.setup` applies it."""
+    sns.set_theme(context="notebook", style="whitegrid")
 
 
 def curves(histories: dict[str, History], metrics=("train_loss", "test_acc"), logy=("train_loss",),

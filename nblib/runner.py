@@ -276,14 +276,15 @@ def kernel_env(staging: Path, interactive: bool = False) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
     ``python3`` kernelspec resolves to it), batch mode unless `interactive` (the branch a
     JupyterLab reader runs: explorers as widgets), where to record claims, and the run's
-    own folder for the kernel's connection file (removed with the run's staging folder)."""
+    own temporary folder (``TMPDIR``: the kernel's connection file, the chapter's temporary
+    files), removed with the run's staging folder even when a kernel was killed."""
     env = config.absolute_paths(dict(os.environ))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("NBLIB_BATCH", None)
     if not interactive:
         env["NBLIB_BATCH"] = "1"
     env["NBLIB_CLAIMS_DIR"] = str(staging)
-    env["JUPYTER_RUNTIME_DIR"] = str(staging / "runtime")
+    env["TMPDIR"] = env["JUPYTER_RUNTIME_DIR"] = str(staging / "tmp")
     env.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     return env
 
@@ -320,6 +321,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     staged, recorded = staging / f"{notebook.stem}.json", config.results_dir(root) / f"{notebook.stem}.json"
     for leftover in staging.glob("*.json"):
         leftover.unlink()
+    (staging / "tmp").mkdir(exist_ok=True)
     command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()

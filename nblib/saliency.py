@@ -48,8 +48,10 @@ def _check(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[tor
         raise ValueError(f"inputs must be N × C × H × W images, got shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError("inputs contain NaN or infinite values")
-    if target.shape != (len(x),) or target.dtype != torch.long:
-        raise ValueError(f"target must be {len(x)} class indices (int64), got {tuple(target.shape)} {target.dtype}")
+    if target.dtype != torch.long:
+        raise TypeError(f"target must be int64 class indices, not {target.dtype}")
+    if target.shape != (len(x),):
+        raise ValueError(f"target must be {len(x)} class indices, got shape {tuple(target.shape)}")
     device = next(model.parameters()).device
     return x.to(device), target.to(device)
 
@@ -187,7 +189,7 @@ def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sali
     xd, td = _check(model, x, target)
     if not math.isfinite(fill):
         raise ValueError(f"fill must be a finite pixel value, got {fill}")
-    fractions = torch.linspace(0, 1, steps + 1)
+    fractions = torch.linspace(0, 1, steps + 1, device=x.device)
     curve = _probability_curve(model, xd, torch.full_like(xd, fill), td, saliency, fractions)
     return fractions, curve.to(x.device)
 
@@ -200,7 +202,7 @@ def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sal
     map makes the probability rise fast."""
     xd, td = _check(model, x, target)
     start = blur(xd) if start is None else _finite(start, "start")
-    fractions = torch.linspace(0, 1, steps + 1)
+    fractions = torch.linspace(0, 1, steps + 1, device=x.device)
     curve = _probability_curve(model, start.to(xd.device), xd, td, saliency, fractions)
     return fractions, curve.to(x.device)
 
@@ -326,4 +328,4 @@ def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor
     b = torch.from_numpy(rankdata(maps_b.detach().flatten(1).cpu().double().numpy(), axis=1))
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     norms = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), torch.nan).float()
+    return torch.where(norms > 0, (a * b).sum(1) / norms.clamp_min(1e-300), torch.nan).float().to(maps_a.device)

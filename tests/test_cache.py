@@ -87,6 +87,45 @@ def test_memo_stores_frames_and_tensors_keyed_by_model_content(smoke, monkeypatc
     assert cache.memo("t-memo", lambda: "recomputed", model=model) == "recomputed"
 
 
+def _notebook(code: str):
+    """A module made from `code`, as a notebook's cells make `__main__`."""
+    import types
+
+    module = types.ModuleType("a_notebook")
+    exec(code, module.__dict__)
+    return module
+
+
+def test_memo_follows_the_globals_a_helper_reads(smoke):
+    notebook = _notebook("SCALE = 2\ndef helper():\n    return SCALE * 10\ncompute = lambda: helper()")
+    assert cache.memo("t-memo-global", notebook.compute) == 20
+    notebook.SCALE = 3
+    assert cache.memo("t-memo-global", notebook.compute) == 30  # not the stored 20
+
+
+def test_a_global_read_changes_the_file_not_the_random_numbers(smoke):
+    notebook = _notebook("import torch\nSCALE = 1\ncompute = lambda: torch.rand(1).item() * SCALE")
+    first = cache.memo("t-memo-seed", notebook.compute)
+    notebook.SCALE = 2
+    assert cache.memo("t-memo-seed", notebook.compute) == pytest.approx(2 * first)  # recomputed, same draw
+
+
+def test_a_global_generator_is_keyed_by_its_state(smoke):
+    notebook = _notebook("import torch\nRNG = torch.Generator().manual_seed(1)\n"
+                         "compute = lambda: torch.rand(1, generator=RNG).item()")
+    first = cache.memo("t-memo-rng", notebook.compute)
+    notebook.RNG.manual_seed(2)
+    assert cache.memo("t-memo-rng", notebook.compute) != first
+    notebook.RNG.manual_seed(1)
+    assert cache.memo("t-memo-rng", notebook.compute) == first
+
+
+def test_a_global_that_cannot_be_keyed_is_named(smoke):
+    notebook = _notebook("class Opaque:\n    pass\nTHING = Opaque()\ncompute = lambda: str(THING)[:3]")
+    with pytest.raises(TypeError, match="reads the global 'THING', which cannot be keyed"):
+        cache.memo("t-memo-opaque", notebook.compute)
+
+
 def test_memo_recomputes_after_the_computation_changes(smoke):
     assert cache.memo("t-memo-code", lambda: 1) == 1
     assert cache.memo("t-memo-code", lambda: 2) == 2  # edited: not the stored 1

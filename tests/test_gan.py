@@ -7,7 +7,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 import nblib
-from nblib import gan
+from nblib import gan, pretrained
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def mnist():
 
 @pytest.fixture(scope="module")
 def judge():
-    return gan.load_judge("cpu")
+    return pretrained.mnist_judge("cpu")
 
 
 def test_judge_loads_offline_and_reads_real_digits(judge, mnist):

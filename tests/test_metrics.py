@@ -69,15 +69,15 @@ def test_class_separation_tells_clusters_from_noise():
     assert metrics.class_separation(tight, y) > 0.8 > 0.1 > metrics.class_separation(mixed, y)
 
 
-@pytest.mark.parametrize("logits, y, message", [
-    (torch.zeros(4), torch.zeros(4, dtype=torch.long), "logits must be N × classes"),
-    (torch.zeros(4, 3), torch.zeros(4), "int64 class indices"),
-    (torch.zeros(4, 3), torch.zeros(5, dtype=torch.long), "4 int64 class indices"),
-    (torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]), r"labels must lie in \[0, 2\]"),
+@pytest.mark.parametrize("logits, y, error, message", [
+    (torch.zeros(4), torch.zeros(4, dtype=torch.long), ValueError, "logits must be N × classes"),
+    (torch.zeros(4, 3), torch.zeros(4), TypeError, "labels must be int64 class indices, not torch.float32"),
+    (torch.zeros(4, 3), torch.zeros(5, dtype=torch.long), ValueError, "labels must be 4 class indices"),
+    (torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]), ValueError, r"labels must lie in \[0, 2\]"),
 ])
-def test_bad_inputs_are_named(logits, y, message):
+def test_bad_inputs_are_named(logits, y, error, message):
     for f in (metrics.expected_calibration_error, metrics.fit_temperature, metrics.accuracy):
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(error, match=message):
             f(logits, y)
 
 

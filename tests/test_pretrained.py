@@ -39,7 +39,7 @@ def test_corrupt_photo_is_reported(photos, tmp_path, monkeypatch):
         (copy / name).write_bytes((folder / name).read_bytes())
     first = copy / next(iter(data.IMAGENET_PHOTOS))
     first.write_bytes(first.read_bytes()[:1000])  # truncated
-    monkeypatch.setattr(data, "imagenet_photos_folder", lambda: copy)
+    monkeypatch.setattr(data.imagenet, "imagenet_photos_folder", lambda: copy)
     with pytest.raises(data.DataCorrupt, match="SHA-256"):
         data.imagenet_photos()
     first.unlink()

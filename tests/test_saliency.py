@@ -119,6 +119,8 @@ def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
         saliency.gradient(model, x[0], y[:1])
     with pytest.raises(ValueError, match="class indices"):
         saliency.gradient(model, x[:2], y[:3])
+    with pytest.raises(TypeError, match="target must be int64 class indices, not torch.float32"):
+        saliency.gradient(model, x[:2], y[:2].float())
     with pytest.raises(ValueError, match="target classes"):
         saliency.gradient(model, x[:2], torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="inside model"):
