@@ -194,6 +194,23 @@ def attack_stats(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torc
             "confidence": confidence.mean().item()}
 
 
+def accuracy_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   attack: Callable[..., torch.Tensor] | None = None, **settings) -> float:
+    """The accuracy of `model` on the images ``attack(model, x, y, **settings)`` crafts (e.g.
+    `fgsm`, `pgd`), or on `x` itself when `attack` is None (clean, or images perturbed
+    beforehand). Example: ``accuracy_under(net, x, y, pgd, eps=0.3, alpha=0.01, steps=40)``."""
+    images = x if attack is None else attack(model, x, y, **settings)
+    return attack_stats(model, x, images, y)["accuracy"]
+
+
+def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: list[float],
+                   attack: Callable[..., torch.Tensor] = pgd, **settings) -> list[float]:
+    """`accuracy_under` the attack at each ε of `eps_values`, in order; at ε = 0 the attack
+    has nowhere to go, so that point is the clean accuracy (and draws no random start)."""
+    return [accuracy_under(model, x, y, attack, eps=eps, **settings) if eps else accuracy_under(model, x, y)
+            for eps in eps_values]
+
+
 def transfer_matrix(models: dict[str, nn.Module], attack: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                     torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
     """Untargeted success of examples crafted on each model (rows) against every model

@@ -97,3 +97,16 @@ def class_separation(features: torch.Tensor, y: torch.Tensor, sample: int = 2000
                          f"and {len(y)} labels")
     return float(silhouette_score(features.detach().cpu().numpy(), y.cpu().numpy(),
                                   sample_size=min(sample, len(y)), random_state=seed))
+
+
+def over_seeds(runs: pd.DataFrame, by: str, columns: str | list[str] | None = None,
+               stats: tuple[str, ...] = ("mean", "min", "max")) -> pd.DataFrame:
+    """One row per value of `by` (in order of appearance): `stats` of each of `columns`
+    (default: every column but `by` and ``seed``) over the runs, one per seed. A single
+    column name gives the stats as columns; a list gives (column, stat) columns.
+    Example: ``over_seeds(runs, "model", ["test accuracy"])``."""
+    if by not in runs.columns:
+        raise ValueError(f"no column {by!r} to group by; the runs have {', '.join(map(str, runs.columns))}")
+    if columns is None:
+        columns = [c for c in runs.columns if c not in (by, "seed")]
+    return runs.groupby(by, sort=False)[columns].agg(list(stats))

@@ -190,3 +190,14 @@ def test_pgd_checks_labels_once(victim, monkeypatch):
     monkeypatch.setattr(attacks, "_check_labels", lambda *a: (calls.append(1), real(*a)))
     attacks.pgd(model, x[:8], y[:8], 0.05, 0.01, steps=10)
     assert len(calls) == 1
+
+
+def test_accuracy_under_an_attack_and_along_eps(victim):
+    model, x, y = victim
+    settings = dict(alpha=0.01, steps=5, random_start=False)
+    pgd_images = attacks.pgd(model, x, y, 0.05, **settings)
+    expected = (nblib.predict(model, pgd_images).argmax(1) == y).float().mean().item()
+    assert attacks.accuracy_under(model, x, y, attacks.pgd, eps=0.05, **settings) == pytest.approx(expected)
+    clean = (nblib.predict(model, x).argmax(1) == y).float().mean().item()
+    curve = attacks.accuracy_curve(model, x, y, [0.0, 0.05], **settings)
+    assert curve == pytest.approx([clean, expected]) and curve[1] < curve[0]

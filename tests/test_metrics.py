@@ -84,3 +84,15 @@ def test_bad_inputs_are_named(logits, y, error, message):
 def test_bad_bins():
     with pytest.raises(ValueError, match="bins must be >= 1"):
         metrics.reliability_table(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long), bins=0)
+
+
+def test_over_seeds_summarises_each_group_in_order():
+    import pandas as pd
+
+    runs = pd.DataFrame({"model": ["b", "b", "a", "a"], "seed": [0, 1, 0, 1], "acc": [0.5, 0.7, 0.9, 0.8]})
+    table = metrics.over_seeds(runs, "model")
+    assert list(table.index) == ["b", "a"] and list(table.columns) == [("acc", s) for s in ("mean", "min", "max")]
+    assert table.loc["b", ("acc", "mean")] == pytest.approx(0.6) and table.loc["a", ("acc", "min")] == 0.8
+    assert list(metrics.over_seeds(runs, "model", "acc", stats=("max", "count")).columns) == ["max", "count"]
+    with pytest.raises(ValueError, match="no column 'recipe'"):
+        metrics.over_seeds(runs, "recipe")
