@@ -21,6 +21,7 @@ from torch import nn
 
 from .train import channels_last as _channels_last
 from .train import eval_mode as _eval_mode
+from .train import to_model_device
 
 NORMS = ("linf", "l2")
 
@@ -57,12 +58,6 @@ def _per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *[1] * (x.dim() - 1))
 
 
-def _on_model(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
-    """The tensors moved to the model's device (inputs may live on the CPU, the model on a GPU)."""
-    device = next(model.parameters()).device
-    return [t.to(device) for t in tensors]
-
-
 def _l2(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1)
 
@@ -72,10 +67,15 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, targete
 
     x_adv = clamp(x + eps · sign(∇ₓ loss), 0, 1), one step. Defaults: none; typical
     eps 8/255 for CIFAR, 0.1–0.3 for MNIST-like images.
+
+    Args: `model` maps N × C × H × W images to N × classes logits; `x` images in [0, 1];
+    `y` int64 labels (N,), the target classes when `targeted`.
+    Returns: the adversarial images, x's shape and device.
+    Example: ``x_adv = fgsm(net, x, y, eps=0.1)``.
     """
     _check(x, y, eps)
     home = x.device
-    x, y = _on_model(model, x, y)
+    x, y = to_model_device(model, x, y)
     with _eval_mode(model):
         x_adv = x.clone().detach().requires_grad_(True)
         logits = model(x_adv)
@@ -133,7 +133,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
     ``clip_start=False`` takes the first gradient at the random start itself, outside
     [0, 1] where it falls there; every later iterate is clamped."""
     home, images = x.device, x.dim() == 4
-    x, y = _on_model(model, x.detach(), y)
+    x, y = to_model_device(model, x.detach(), y)
     if images:  # channels-last convolutions are several times faster on a CPU
         x = x.contiguous(memory_format=torch.channels_last)
     if random_start and norm == "linf":
@@ -181,8 +181,12 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: 
 def attack_stats(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                  targeted: bool = False) -> dict[str, float]:
     """Success rate, mean L2 and L∞ perturbation, and mean confidence of the adversarial
-    predictions (in the predicted class, or in the target class when `targeted`)."""
-    x, x_adv, y = _on_model(model, x, x_adv, y)
+    predictions (in the predicted class, or in the target class when `targeted`).
+
+    Args: `x` the clean images and `x_adv` the attacked ones (N × C × H × W); `y` int64
+    labels (N,), the target classes when `targeted`.
+    Returns: ``{"success", "accuracy", "l2", "linf", "confidence"}``, floats (means over N)."""
+    x, x_adv, y = to_model_device(model, x, x_adv, y)
     with _eval_mode(model):
         probs = F.softmax(model(x_adv), dim=1)
     pred = probs.argmax(1)

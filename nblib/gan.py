@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -172,6 +173,20 @@ def generate(generator: Generator, z: torch.Tensor, y: torch.Tensor | None = Non
     return torch.cat(parts).add_(1).div_(2).to(z.device)
 
 
+class GANRun(TypedDict):
+    """What `train_gan` returns: per step the discriminator's and generator's losses and the
+    mean D(x) and D(G(z)) before the step; the probe's images at the snapshot steps; time."""
+
+    loss_d: list[float]
+    loss_g: list[float]
+    d_real: list[float]
+    d_fake: list[float]
+    samples: list[torch.Tensor]
+    snapshot_steps: list[int]
+    seconds: float
+    samples_per_s: float
+
+
 def _check_train_gan(data: TensorSet, gan: GAN, epochs: float, batch_size: int, generator_loss: str,
                      lr_g: float, lr_d: float, betas: tuple[float, float], probe, snapshots: int) -> None:
     if data.x.dim() != 4 or data.x.shape[1:] != (1, 28, 28):
@@ -195,7 +210,7 @@ def _check_train_gan(data: TensorSet, gan: GAN, epochs: float, batch_size: int, 
 def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 128, lr_g: float = 2e-4,
               lr_d: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
               generator_loss: str = "non-saturating", probe: tuple[torch.Tensor, torch.Tensor | None] | None = None,
-              snapshots: int = 4, device=None, desc: str = "GAN", progress: bool = True) -> dict:
+              snapshots: int = 4, device=None, desc: str = "GAN", progress: bool = True) -> GANRun:
     """Goodfellow et al. 2014's Algorithm 1 with k = 1, by mini-batch Adam (Radford et al.
     2016: lr 2e-4, β₁ = 0.5). Each step, on a batch of real images x (scaled to [−1, 1])
     and fresh noise z:
@@ -286,7 +301,7 @@ def train_gan(gan: GAN, data: TensorSet, epochs: float = 1, batch_size: int = 12
             "seconds": seconds, "samples_per_s": total_steps * batch_size / seconds}
 
 
-def train_gan_cached(name: str, gan: GAN, data: TensorSet, **train_kwargs) -> dict:
+def train_gan_cached(name: str, gan: GAN, data: TensorSet, **train_kwargs) -> GANRun:
     """`train_gan` through the cache (as `nblib.fit_cached` is `fit`): the second call with
     the same starting weights, data and settings loads the weights and the run's logs."""
     run = config.current()

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .train import eval_mode
+from .train import eval_mode, to_model_device
 
 
 def _finite(images: torch.Tensor, name: str) -> torch.Tensor:
@@ -52,8 +52,7 @@ def _check(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> tuple[tor
         raise TypeError(f"target must be int64 class indices, not {target.dtype}")
     if target.shape != (len(x),):
         raise ValueError(f"target must be {len(x)} class indices, got shape {tuple(target.shape)}")
-    device = next(model.parameters()).device
-    return x.to(device), target.to(device)
+    return tuple(to_model_device(model, x, target))
 
 
 def _class_scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

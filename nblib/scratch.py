@@ -134,8 +134,10 @@ def _check_batch(x: np.ndarray, y: np.ndarray, n_in: int, n_classes: int) -> Non
 
 
 @dataclass
-class History:
-    """Per epoch: mean training loss over the batches, and validation accuracy; seconds."""
+class SGDRun:
+    """What `sgd` returns (the numpy twin of `nblib.train.History`, which stays torch's):
+    per epoch the mean training loss over the batches and the validation accuracy; the
+    seconds and the number of updates."""
     train_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     seconds: float = 0.0
@@ -144,7 +146,7 @@ class History:
 
 def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch_size: int = 200,
         lr_decay: float = 1.0, seed: int = 0, val: tuple[np.ndarray, np.ndarray] | None = None,
-        steps: int | None = None) -> History:
+        steps: int | None = None) -> SGDRun:
     """Plain minibatch SGD, in place: ``W ← W − lr · dW`` on each batch (drawn without
     replacement, a new order each epoch), the learning rate multiplied by `lr_decay` after
     every epoch. `steps`, if given, stops after that many updates (to compare batch sizes at
@@ -154,7 +156,7 @@ def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batc
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and a finite lr > 0, got {epochs}, {batch_size}, {lr}")
     if not (np.isfinite(lr_decay) and lr_decay > 0):
         raise ValueError(f"lr_decay must be a finite factor > 0, got {lr_decay}")
-    rng, history, start = np.random.default_rng(seed), History(), time.perf_counter()
+    rng, history, start = np.random.default_rng(seed), SGDRun(), time.perf_counter()
     params = net.params
     for _ in range(epochs):
         order, total, batches = rng.permutation(len(x)), 0.0, 0

@@ -39,6 +39,13 @@ class History:
         return cls(**d)
 
 
+def to_model_device(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors moved to the model's device, where the work runs (inputs may live on the
+    CPU, the model on a GPU); the caller returns results to the input's device."""
+    device = next(model.parameters()).device
+    return [t.to(device) for t in tensors]
+
+
 def progress_bar(total: int, desc: str = "", enabled: bool = True):
     """tqdm: a widget in JupyterLab, plain text (updated every few seconds) when
     ``$NBLIB_BATCH=1`` (set by ``nblib run``, so executed notebooks stay small)."""
@@ -101,7 +108,11 @@ def _masked_weight_channels_last(conv: nn.Conv2d, _inputs) -> None:
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, forward=None) -> torch.Tensor:
     """The model's outputs for `x` (or those of `forward`, e.g. ``model.features``),
     computed in eval mode in batches on the model's device (mode and memory order
-    restored), returned on `x`'s device."""
+    restored), returned on `x`'s device.
+
+    Args: `x` N × … inputs (N × C × H × W images run channels-last).
+    Returns: N × … outputs (logits for a classifier), no gradient.
+    Example: ``accuracy = (predict(net, test.x).argmax(1) == test.y).float().mean()``."""
     device = next(model.parameters()).device
     forward = forward or model
     images = x.dim() == 4
@@ -112,7 +123,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, forward=No
 
 
 def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 256) -> tuple[float, float]:
-    """(mean loss, accuracy) of `model` on `data`; accuracy is NaN for regression."""
+    """(mean loss, accuracy) of `model` on `data`: cross-entropy for int64 labels, squared
+    error for float targets; accuracy is NaN for regression. Two floats."""
     out = predict(model, data.x, batch_size)
     y = data.y.to(out.device)
     accuracy = (out.argmax(1) == y).float().mean().item() if y.dtype == torch.long else math.nan

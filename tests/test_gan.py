@@ -101,7 +101,7 @@ def test_bad_latent_codes_and_labels_raise():
         conditional(torch.randn(3, 8))
     with pytest.raises(ValueError, match=r"0 … 9"):
         conditional(torch.randn(3, 8), torch.tensor([0, 3, 10]))
-    with pytest.raises(ValueError, match="long"):
+    with pytest.raises(TypeError, match="class labels must be int64, not torch.float32"):
         conditional(torch.randn(3, 8), torch.zeros(3))
     with pytest.raises(ValueError, match="takes none"):
         gan.Generator(nz=8, width=4)(torch.randn(3, 8), torch.zeros(3, dtype=torch.long))
