@@ -331,6 +331,8 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     try:
         log = _wait(proc, timeout, lock)
         error, cause_known = ("", True) if proc.returncode == 0 else _first_error(tmp)
+        if proc.returncode < 0:  # e.g. the OOM killer: papermill had no chance to say why
+            error += f"; papermill was killed by {signal.Signals(-proc.returncode).name}"
     except subprocess.TimeoutExpired:
         log = _kill_tree(proc)
         error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(tmp)[0]}", True

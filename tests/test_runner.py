@@ -150,3 +150,10 @@ def test_a_failed_jupyter_book_build_is_one_line(root, capsys, monkeypatch):
     assert cli.main(["--root", str(root), "book", "--no-page-check"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "nblib book: error: jupyter-book build failed (exit code 1); its messages are above"
+
+
+def test_a_killed_papermill_is_named_with_its_signal(root):
+    make_notebook(root / "notebooks" / "06_oom.ipynb",
+                  "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)")
+    result = runner.run_chapter(root / "notebooks" / "06_oom.ipynb", root, "smoke", timeout=120)
+    assert not result.ok and "was still running" in result.error and "papermill was killed by SIGKILL" in result.error
