@@ -10,6 +10,7 @@ is reported and the model retrained.
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
 import json
@@ -103,6 +104,25 @@ def fingerprint(value) -> str:
     return text
 
 
+def _loaded_globals(code: types.CodeType) -> set[str]:
+    """The global names `code` (and the code nested in it) loads: not attribute names, which
+    share ``co_names`` with them (``test.x`` reads ``test``, not a global ``x``)."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _loaded_globals(const)
+    return names
+
+
+def _members(value) -> list:
+    """`value` and, inside dicts, lists and tuples, every value it holds."""
+    if isinstance(value, dict):
+        return [value, *(m for v in value.values() for m in _members(v))]
+    if isinstance(value, (list, tuple)):
+        return [value, *(m for v in value for m in _members(v))]
+    return [value]
+
+
 def _globals_read(f, seen: set[int]) -> dict[str, object]:
     """The module-level values (not functions, classes or modules) that `f`, or a helper of
     its own module it calls, reads: a notebook's ``SCALE`` or ``S``. nblib's own functions
@@ -113,7 +133,7 @@ def _globals_read(f, seen: set[int]) -> dict[str, object]:
         return {}
     seen.add(id(f))
     read = {}
-    for name in sorted(_global_names(f.__code__)):
+    for name in sorted(_loaded_globals(f.__code__)):
         if name not in f.__globals__:
             continue
         value = f.__globals__[name]
@@ -125,15 +145,16 @@ def _globals_read(f, seen: set[int]) -> dict[str, object]:
 
 
 def _unkeyed_reads(parts: dict) -> dict[str, str]:
-    """The globals read by the functions among `parts` (see `_globals_read`) that are not
-    themselves among the parts, fingerprinted: editing ``SCALE`` in a notebook changes the
-    key of every computation whose code reads it, and a model passed as a part is not hashed twice."""
-    given = {id(v) for v in parts.values()} | {id(v) for p in parts.values() if isinstance(p, (list, tuple))
-                                               for v in p}
+    """The globals read by the functions among `parts`, at any depth (a schedule inside
+    `fit_cached`'s settings; see `_globals_read`), that are not themselves among the parts,
+    fingerprinted: editing ``SCALE`` in a notebook changes the key of every computation
+    whose code reads it, and a model passed as a part is not hashed twice."""
+    members = [m for part in parts.values() for m in _members(part)]
+    given = {id(m) for m in members}
     seen: set[int] = set()
     read = {}
-    for part in parts.values():
-        read |= _globals_read(part, seen)
+    for member in members:
+        read |= _globals_read(member, seen)
     keyed = {}
     for name, value in read.items():
         if id(value) in given:

@@ -6,7 +6,7 @@ returns the gradient with respect to its input, storing those of its parameters)
 `Network` is a list of layers ending in the softmax cross-entropy loss, with L2
 regularisation ``reg / 2 · Σ W²`` on the weight matrices (not the biases), as in the
 course this chapter follows. Everything is batched: no Python loop runs over samples.
-Training runs in float32; gradient checks run in float64 (`Network.astype`).
+Training runs in float32; gradient checks run in float64 (`Network.astype_`).
 """
 
 from __future__ import annotations

@@ -103,6 +103,17 @@ def test_memo_follows_the_globals_a_helper_reads(smoke):
     assert cache.memo("t-memo-global", notebook.compute) == 30  # not the stored 20
 
 
+def test_a_global_read_by_a_function_inside_a_part_is_keyed_and_attributes_are_not_globals():
+    notebook = _notebook("TRAIN = {'lr_decay': 0.9}\nx = 1\n"
+                         "def decay(p):\n    return TRAIN['lr_decay'] ** p\n"
+                         "def first(data):\n    return data.x[0]\n")
+    before = cache.key("k", fit={"schedule": notebook.decay}, read=notebook.first)
+    notebook.x = 2  # `data.x` reads an attribute, not the global x
+    assert cache.key("k", fit={"schedule": notebook.decay}, read=notebook.first) == before
+    notebook.TRAIN = {"lr_decay": 0.5}
+    assert cache.key("k", fit={"schedule": notebook.decay}, read=notebook.first) != before
+
+
 def test_a_global_read_changes_the_file_not_the_random_numbers(smoke):
     notebook = _notebook("import torch\nSCALE = 1\ncompute = lambda: torch.rand(1).item() * SCALE")
     first = cache.memo("t-memo-seed", notebook.compute)

@@ -157,3 +157,11 @@ def test_a_killed_papermill_is_named_with_its_signal(root):
                   "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(60)")
     result = runner.run_chapter(root / "notebooks" / "06_oom.ipynb", root, "smoke", timeout=120)
     assert not result.ok and "was still running" in result.error and "papermill was killed by SIGKILL" in result.error
+
+
+def test_a_chapter_whose_claims_cannot_be_read_back_fails_alone(root):
+    make_notebook(root / "notebooks" / "07_junk.ipynb",
+                  'import os\nopen(os.path.join(os.environ["NBLIB_CLAIMS_DIR"], "07_junk.json"), "w").write("{")')
+    first, second = runner.run(root, ["07", "01"], "smoke", 300, True)
+    assert not first.ok and "its claims could not be read back" in first.error and "not valid JSON" in first.error
+    assert second.ok and (root / "book" / "chapters" / "07_junk.failed.ipynb").exists()
