@@ -280,9 +280,13 @@ def memo(name: str, compute: Callable[[], object], **parts):
     """``compute()``, or its stored result when called before with the same parts (models
     and tensors among them are keyed by content). For experiments that are slow but are
     not training, e.g. an attack sweep. The key covers `compute` itself (its code, defaults,
-    closure and the notebook helpers it calls), so editing the computation recomputes it.
-    The result may hold DataFrames, tensors, numbers and strings, in dicts, lists and
-    tuples. Seeded like `train_or_load`."""
+    closure, the notebook helpers it calls and the notebook globals they read), so editing
+    the computation, or a value it reads, recomputes it. The result may hold DataFrames,
+    tensors, numbers and strings, in dicts, lists and tuples. Seeded like `train_or_load`.
+
+    Args: `name` a readable prefix of the file; `compute` a function of no arguments;
+    `parts` whatever else the result depends on (models, tensors, settings).
+    Example: ``sweep = memo("07-sweep", lambda: attack_sweep(net, x), model=net, x=x)``."""
     stem, seed = _stem_and_seed(name, compute=compute, **parts)
     path = path_for(stem)
     cached = load(path)

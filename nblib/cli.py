@@ -21,7 +21,7 @@ PROFILES = ", ".join(config.PROFILES)
 def _cmd_run(args) -> int:
     from . import runner
 
-    results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going)
+    results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going, args.force)
     return 0 if results and all(r.ok for r in results) else 1
 
 
@@ -55,7 +55,8 @@ def _cmd_clean(args) -> int:
     chapters = runner.notebooks(root)
     with runner.exclusive(root):  # only what nblib writes: $NBLIB_RESULTS may hold other files, and the lock stays
         for path in [root / "_build", results / ".staging", results / "interactive", root / "book" / "claims.md",
-                     results / runner.TIMINGS, *(results / f"{nb.stem}.json" for nb in chapters),
+                     results / runner.TIMINGS, *(results / f"{nb.stem}{suffix}" for nb in chapters
+                                                 for suffix in (".json", ".key")),
                      *(root / "book" / "chapters" / f"{nb.stem}{suffix}" for nb in chapters
                        for suffix in (".ipynb", ".failed.ipynb"))]:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -81,6 +82,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", default="quick", help=f"one of {PROFILES} (default: quick)")
     r.add_argument("--timeout", type=_positive, default=1800, help="seconds allowed per chapter (default: 1800)")
     r.add_argument("--keep-going", action="store_true", help="run the remaining chapters after a failure")
+    r.add_argument("--force", action="store_true",
+                   help="run every chosen chapter, even one whose notebook, profile, nblib, packages and data "
+                        "have not changed since its published copy was made")
     r.set_defaults(func=_cmd_run)
     b = sub.add_parser("book", help="write book/claims.md, build the HTML book, check its pages in Chromium, report")
     b.add_argument("--no-page-check", action="store_true",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # torch loads only when a chapter needs it, so `nblib --help`
     import torch
 
 PROFILES = ("smoke", "quick", "full")
+DEBIAN_DATASETS = Path("/usr/share/datasets")  # Debian's data packages (dataset-fashion-mnist)
 ASSERTING_PROFILES = ("quick", "full")
 
 

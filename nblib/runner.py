@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -57,6 +58,7 @@ class Result:
     passed: int = 0
     failed: int = 0
     error: str = ""
+    unchanged: bool = False  # not executed: nothing that made its published copy changed
 
 
 def notebooks(root: Path) -> list[Path]:
@@ -252,6 +254,47 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return arm
 
 
+def environment_fingerprint() -> str:
+    """A hash of what every chapter's results depend on besides its notebook: nblib's code,
+    the installed packages and their versions, the data sources (the files of
+    ``$NBLIB_DATA``, Debian's Fashion-MNIST and the copies taken out of wheels, by path,
+    size and modification time) and ``$NBLIB_DEVICE``."""
+    from importlib import metadata
+
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(f"{path.relative_to(package)}\n".encode() + path.read_bytes())
+    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"])
+    h.update("\n".join(versions).encode())
+    folders = [config.data_dir(), config.DEBIAN_DATASETS / "fashion-mnist", config.cache_dir(create=False) / "raw"]
+    for folder in filter(None, folders):
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            if path.is_file():
+                stat = path.stat()
+                h.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    h.update(f"device={os.environ.get('NBLIB_DEVICE', '')}".encode())
+    return h.hexdigest()
+
+
+def chapter_key(notebook: Path, profile: str, environment: str) -> str:
+    """What made a chapter's published copy: its notebook, the profile and the environment
+    (`environment_fingerprint`). A chapter whose key has not changed is not run again."""
+    return hashlib.sha256(notebook.read_bytes() + f"\n{profile}\n{environment}".encode()).hexdigest()
+
+
+def _key_file(root: Path, chapter: str) -> Path:
+    return config.results_dir(root) / f"{chapter}.key"
+
+
+def _unchanged(root: Path, notebook: Path, key: str) -> bool:
+    """Whether the chapter's published notebook and claims were made under `key` and are all there."""
+    chapters = root / "book" / "chapters"
+    published = [chapters / f"{notebook.stem}.ipynb", _key_file(root, notebook.stem)]
+    return (all(p.exists() for p in published) and not (chapters / f"{notebook.stem}.failed.ipynb").exists()
+            and _key_file(root, notebook.stem).read_text().strip() == key)
+
+
 def _first_error(notebook: Path) -> tuple[str, bool]:
     """'code cell N: Error: message' for the first cell with an error output (or still
     running), and whether that says what went wrong (an error output does; a cell that
@@ -304,16 +347,17 @@ def _wait(proc: subprocess.Popen, timeout: float, lock: RunLock | None) -> str:
 
 
 def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
-                staging: Path | None = None, lock: RunLock | None = None) -> Result:
+                staging: Path | None = None, lock: RunLock | None = None, key: str | None = None) -> Result:
     """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
 
     The executed notebook and its claims (recorded in the run's `staging` folder while it
     runs; a fresh one when not given) replace the previous ones together, and only when
     the chapter succeeded: after a failure or an interruption the last good notebook and
-    its claims stay as they were. `lock` records the processes it starts."""
+    its claims stay as they were. `lock` records the processes it starts; `key`
+    (`chapter_key`) is published with them, so that an unchanged chapter is not run again."""
     if staging is None:
         with staging_folder(root) as staging:
-            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock)
+            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key)
     out_dir = root / "book" / "chapters"
     out_dir.mkdir(parents=True, exist_ok=True)
     final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
@@ -349,13 +393,16 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
         error = (f"recorded no claims under its own name: does its nblib.setup() say {notebook.stem!r}? "
                  f"(claims recorded under other names are not published)")
     if not error:
-        with _signals_held():  # the notebook and its claims are published together or not at all
+        with _signals_held():  # the notebook, its claims and its key are published together or not at all
+            _key_file(root, notebook.stem).unlink(missing_ok=True)
             os.replace(tmp, final)
             failed.unlink(missing_ok=True)
             if staged.exists():
                 os.replace(staged, recorded)
             else:
                 recorded.unlink(missing_ok=True)
+            if key is not None:
+                _key_file(root, notebook.stem).write_text(key + "\n")
     elif tmp.exists():  # a failed chapter blocks `nblib book` until it passes
         os.replace(tmp, failed)
     else:
@@ -366,8 +413,11 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
 
 
-def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool) -> list[Result]:
-    """Run the chosen chapters in order; stop at the first failure unless `keep_going`."""
+def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool,
+        force: bool = False) -> list[Result]:
+    """Run the chosen chapters in order; stop at the first failure unless `keep_going`. A
+    chapter whose notebook, profile and environment (`chapter_key`) are those its published
+    copy was made with is reported "unchanged" and not run, unless `force`."""
     config.check_profile(profile)
     if not timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {timeout}")
@@ -375,10 +425,19 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
     results = []
     with exclusive(root) as lock, stop_on_signals():
         _remove_stale_files(root)
+        environment = environment_fingerprint()
         with staging_folder(root) as staging:
             for notebook in chosen:
+                key = chapter_key(notebook, profile, environment)
+                if not force and _unchanged(root, notebook, key):
+                    records = claims.read_file(config.results_dir(root) / f"{notebook.stem}.json")
+                    passed = sum(r["passed"] for r in records)
+                    results.append(Result(notebook.stem, True, 0.0, passed, len(records) - passed, unchanged=True))
+                    print(f"{notebook.stem}: unchanged since its last run (profile={profile}); not run again",
+                          flush=True)
+                    continue
                 print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
-                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock)
+                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key)
                 results.append(result)
                 _record_timing(root, result, profile)
                 status = "ok" if result.ok else f"FAILED: {result.error}"
@@ -453,8 +512,8 @@ def _claim_state(record: dict | None) -> str:
 
 def summary_table(results: list[Result]) -> str:
     lines = [f"{'chapter':32} {'seconds':>8} {'passed':>7} {'failed':>7}  status"]
-    lines += [f"{r.chapter:32} {r.seconds:8.1f} {r.passed:7d} {r.failed:7d}  {'ok' if r.ok else 'FAILED'}"
-              for r in results]
+    lines += [f"{r.chapter:32} {r.seconds:8.1f} {r.passed:7d} {r.failed:7d}  "
+              f"{'unchanged' if r.unchanged else 'ok' if r.ok else 'FAILED'}" for r in results]
     return "\n".join(lines)
 
 

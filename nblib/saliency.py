@@ -70,7 +70,11 @@ def _input_gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> 
 
 def gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     """Simonyan et al. 2014's saliency: the gradient of the target class's score (logit)
-    with respect to the input, |∂S_c/∂x| by default (captum's ``Saliency``)."""
+    with respect to the input, |∂S_c/∂x| by default (captum's ``Saliency``).
+
+    Args: `x` N × C × H × W images; `target` int64 classes (N,).
+    Returns: attributions of x's shape, on x's device.
+    Example: ``single_map = gradient(net, x, y).amax(1, keepdim=True)``."""
     xd, td = _check(model, x, target)
     with eval_mode(model):
         grad = _input_gradient(model, xd, td)
@@ -84,7 +88,8 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples:
     Gaussian noise of σ = `noise_level` × (max − min of that image) added (their 10–20%
     recommended). ``absolute=True`` averages |gradient| instead (the absolute-value maps
     the paper displays).
-    The noisy copies are evaluated `batch_size` at a time."""
+    The noisy copies are evaluated `batch_size` at a time; `generator` draws the noise.
+    Returns: attributions of x's shape (N × C × H × W), on x's device."""
     if samples < 1 or not noise_level >= 0:
         raise ValueError(f"samples must be ≥ 1 and noise_level ≥ 0, got {samples} and {noise_level}")
     xd, td = _check(model, x, target)

