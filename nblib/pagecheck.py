@@ -1,10 +1,12 @@
 """Load every page of the built book in headless Chromium and report what a reader would
 find broken: a page that does not load, an image that did not render, an internal link
-that leads nowhere, a JavaScript error.
+that leads nowhere, a JavaScript error, maths left as raw TeX.
 
 The pages are served from a local HTTP server (as a web host would serve them, so that
-scripts behave as they do online). Resources from other hosts (fonts, MathJax from a CDN)
-are not this book's to check and need a network CI may not have: they are ignored.
+scripts behave as they do online), to a browser whose network is cut off from every other
+host: the book must work offline, so a page that needs a CDN (MathJax from one, say)
+shows its formulas as raw TeX, and that is reported. A resource from another host that
+fails without consequence (a web font) is not this book's to check.
 Needs Debian's ``chromium`` and ``chromium-driver`` (``ci/system-packages.sh``).
 """
 
@@ -35,6 +37,18 @@ window.addEventListener('error', function (e) {
 window.addEventListener('unhandledrejection', function (e) {
   window.__nblibProblems.push(['script', 'unhandled promise rejection: ' + e.reason]);
 });
+"""
+
+# Once MathJax has typeset the page (or failed to load), the formulas still shown as raw TeX.
+_RAW_TEX = r"""
+const done = arguments[arguments.length - 1];
+const raw = () => Array.from(document.querySelectorAll('.math')).filter(
+  e => !e.querySelector('mjx-container') && /\\\(|\\\[|\$\$/.test(e.textContent)).length;
+if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+  MathJax.startup.promise.then(() => done(raw()), () => done(raw()));
+} else {
+  done(raw());
+}
 """
 
 _PAGE_STATE = """
@@ -122,11 +136,13 @@ def _chromium():
         for flag in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-quic", "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync", "--window-size=1280,1024",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline, but for the book
                      f"--user-data-dir={profile}"]:
             options.add_argument(flag)
         session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
         try:
             session.set_page_load_timeout(60)
+            session.set_script_timeout(30)
             session.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _RECORDER})
             yield session
         finally:
@@ -193,6 +209,10 @@ def check_site(html_dir: Path, required: list[str] = ()) -> list[Problem]:
             for src, done, width in state["images"]:
                 if not done or width == 0:
                     problems.append(Problem(name, f"image did not render: {src}"))
+            raw = session.execute_async_script(_RAW_TEX)
+            if raw:
+                problems.append(Problem(name, f"{raw} formula(s) shown as raw TeX: MathJax did not typeset them "
+                                              "(it must load from the book itself, not a CDN)"))
             for kind, what in state["problems"]:
                 if kind == "script":
                     problems.append(Problem(name, f"JavaScript error: {what}"))

@@ -130,6 +130,21 @@ def test_a_figure_that_does_not_render_fails_the_check_naming_its_chapter(built_
     assert any(p.startswith(f"book/chapters/{CHAPTERS[0]}.html: image did not render") for p in problems), problems
 
 
+@needs_chromium
+def test_maths_that_needs_a_cdn_fails_the_check(built_book, tmp_path):
+    root, index = built_book
+    html = tmp_path / "html"
+    shutil.copytree(index.parent, html)
+    page = next(p for p in sorted((html / "book" / "chapters").glob("*.html")) if 'class="math' in p.read_text())
+    text = page.read_text()
+    assert "_static/mathjax/tex-chtml.js" in text  # the book serves MathJax itself
+    page.write_text(re.sub(r'src="[^"]*_static/mathjax/tex-chtml\.js"',
+                           'src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"', text))
+    problems = [str(p) for p in pagecheck.check_site(html)]
+    assert [p.split(":")[0] for p in problems] == [f"book/chapters/{page.name}"], problems
+    assert "shown as raw TeX" in problems[0]
+
+
 def test_toc_lists_existing_pages():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]

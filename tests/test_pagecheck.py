@@ -29,7 +29,8 @@ def page_with(site, body: str) -> None:
 
 @needs_chromium
 def test_a_sound_site_has_no_problems(site):
-    page_with(site, '<img src="../figure.png"><a href="../index.html#top">back</a>')
+    page_with(site, '<img src="../figure.png"><a href="../index.html#top">back</a>'
+                    '<span class="math"><mjx-container>x²</mjx-container></span>')  # typeset maths
     assert pagecheck.check_site(site, ["index.html", "sub/page.html"]) == []
 
 
@@ -42,6 +43,10 @@ def test_a_sound_site_has_no_problems(site):
     ("<script>undefinedFunction();</script>", "JavaScript error: Uncaught ReferenceError: undefinedFunction"),
     ("<script>Promise.reject('no');</script>", "JavaScript error: unhandled promise rejection: no"),
     ('<script src="../missing.js"></script>', "resource did not load: /missing.js"),
+    ('<span class="math notranslate">\\(x^2\\)</span>', "1 formula(s) shown as raw TeX"),
+    # the browser has no network beyond the book: MathJax from a CDN never loads
+    ('<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>'
+     '<div class="math notranslate">\\[e^{i\\pi} + 1 = 0\\]</div>', "1 formula(s) shown as raw TeX"),
 ])
 def test_each_breakage_is_reported_with_its_page(site, body, expected):
     (site / "not-an-image.png").write_text("this is text")
