@@ -131,13 +131,13 @@ def _kill_leftovers(text: str) -> list[int]:
     counts as the same process only with the same start time); return their pids."""
     import psutil
 
-    try:
-        started = json.loads(text).get("started", [])
-    except (ValueError, AttributeError):
+    try:  # a lock file from an older nblib, or damaged: nothing on record
+        started = [(int(pid), float(t)) for pid, t in json.loads(text).get("started", [])]
+    except (ValueError, TypeError, AttributeError):
         return []
     killed = []
     for pid, create_time in started:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, TypeError, ValueError):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             process = psutil.Process(pid)
             if abs(process.create_time() - create_time) < 0.01 and process.status() != psutil.STATUS_ZOMBIE:
                 process.kill()

@@ -312,3 +312,8 @@ def test_sigterm_during_the_page_check_ends_chromium_and_removes_its_profile(roo
         time.sleep(0.2)
     assert all(_gone(p.pid) for p in family), "Chromium or its driver outlived nblib book"
     assert set(Path(tempfile.gettempdir()).glob("nblib-chromium-*")) == profiles
+
+
+@pytest.mark.parametrize("text", ["", "pid 12, since 10:04", "[1, 2]", '{"started": [1]}', '{"started": [["a", 0]]}'])
+def test_a_lock_file_of_another_shape_records_nothing_to_kill(text):
+    assert runner._kill_leftovers(text) == []
