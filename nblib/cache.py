@@ -71,10 +71,10 @@ def _function_hash(f: types.FunctionType, seen: frozenset = frozenset()) -> str:
 
 def fingerprint(value) -> str:
     """A content hash for what goes into a key: a model's parameter names, shapes, dtypes
-    and values; a tensor's or an array's; a random generator's state; a data set's content id; a function's code,
-    defaults, closure and helpers (so two schedules from one factory differ); else the
-    value's repr, which must not be an address (TypeError: give the object a repr that
-    says what it is)."""
+    and values; a tensor's or an array's; a random generator's state; a data set's content
+    id; a function's code, defaults, closure and helpers (so two schedules from one factory
+    differ); else the value's repr, which must not be an address (TypeError: give the
+    object a repr that says what it is)."""
     if isinstance(value, nn.Module):
         return hashlib.sha1(repr([(name, content_hash(t)) for name, t in value.state_dict().items()])
                             .encode()).hexdigest()[:16]
@@ -184,7 +184,8 @@ def _stem_and_seed(name: str, **parts) -> tuple[str, int]:
     the parts given, so two names with the same parts train with different seeds. The seed
     leaves out the globals the work reads: a value passed as a part, or read as a global,
     draws the same random numbers."""
-    return key(name, **parts), _seed_of(_stem(name, parts, {}))
+    reads, plain = _unkeyed_reads(parts), _stem(name, parts, {})
+    return (_stem(name, parts, reads) if reads else plain), _seed_of(plain)
 
 
 def path_for(stem: str) -> Path:
