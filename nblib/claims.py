@@ -1,27 +1,139 @@
-"""Claims: a chapter's findings, recorded and checked.
+"""Claims: a chapter's findings, registered before the run, recorded and checked.
 
-``claim("random-labels/train-acc", acc, ">=", 0.95, ref="Zhang et al. 2017: 100%")``
-appends the finding, with the profile, the device and the data it was measured on, to
-``<chapter>.json`` in `nblib.config.claims_dir()` (``nblib run`` publishes it as
-``results/<chapter>.json``; a chapter run by hand writes to ``results/interactive/``). At
-the ``quick`` and ``full`` profiles a claim that does not hold raises `ClaimFailed` after
-it has been recorded, so the run fails and the record says why; at ``smoke`` it is only
-recorded.
+A chapter's claims are registered in git, in ``claims/<chapter>.yml``, before it runs: for
+each its statement, operator, target, unit, the **null value** (expected if the
+phenomenon were absent), how many seeds measure it, the **rule** that turns the seeds'
+values into a verdict, the paper's number and whether it is an asserted claim or a
+pre-registered **expectation** (`Entry`). The chapter then measures:
+``claim("08/dann-beats-source-only", gains)`` with one value per seed. The record, with
+every seed's value, their mean and 95% interval, the profile, the device and the data it
+was measured on, goes to ``<chapter>.json`` in `nblib.config.claims_dir()` (``nblib run``
+publishes it as ``results/<chapter>.json``). At ``quick`` and ``full`` an asserted claim
+that does not hold raises `ClaimFailed` after it has been recorded; an expectation is
+recorded with its outcome either way; at ``smoke`` nothing is asserted. A target changes
+only by changing the registry, so the change is in the history.
+
+A chapter without a registry file still states operator and target in the call (the
+first edition's claims; ``claim(id, value, ">=", 0.5, ref=..., statement=...)``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+import numpy as np
 
 from . import config
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+RULES = {"every": "every seed", "interval": "the 95% interval of the mean"}
+KINDS = ("asserted", "expectation")
+UNITS = ("fraction", "points", "ratio", "number")
+MIN_SEEDS = 3  # a claim on fewer seeds documents the measured spread that allows it (`Entry.few_seeds`)
+REGISTRY_FOLDER = "claims"
 
 
 class ClaimFailed(AssertionError):
     pass
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be read, or an entry that a skeptic would refuse."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered claim. `target` lies beyond `null_value` on the side `op` points to;
+    `unit` says how values read: ``fraction`` (an accuracy, shown as %), ``points`` (a
+    difference of fractions, shown ×100), ``ratio`` (shown with ×) or ``number``."""
+
+    id: str
+    statement: str
+    op: str
+    target: float
+    null_value: float  # `null` reads as None in YAML
+    unit: str
+    seeds: int
+    rule: str
+    kind: str = "asserted"
+    paper: str = ""
+    reason: str = ""  # an expectation: why it is one rather than an asserted claim
+    few_seeds: str = ""  # fewer than MIN_SEEDS: the measured seed spread that makes one run enough
+
+
+_ENTRY_FIELDS = {f.name for f in fields(Entry)} - {"id"}
+_REQUIRED = {"statement", "op", "target", "null_value", "unit", "seeds", "rule"}
+
+
+def entry_problems(id: str, spec) -> list[str]:
+    """What a skeptic would refuse in one registry entry (empty when it is sound)."""
+    if not isinstance(spec, dict):
+        return [f"{id}: not a mapping of fields"]
+    problems = [f"{id}: no {name}" for name in sorted(_REQUIRED - spec.keys())]
+    problems += [f"{id}: unknown field {name!r}" for name in sorted(spec.keys() - _ENTRY_FIELDS)]
+    if problems:
+        return problems
+    numbers = {k: spec[k] for k in ("target", "null_value")}
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers.values()):
+        return [f"{id}: target and null_value must be numbers"]
+    if spec["op"] not in OPERATORS:
+        problems.append(f"{id}: operator {spec['op']!r} is not one of {', '.join(OPERATORS)}")
+    elif not OPERATORS["<" if spec["op"] in ("<", "<=") else ">"](spec["target"], spec["null_value"]):
+        problems.append(f"{id}: target {spec['target']} is not beyond the null value {spec['null_value']} on "
+                        f"the side {spec['op']!r} claims: the claim would hold with the phenomenon absent")
+    if spec["rule"] not in RULES:
+        problems.append(f"{id}: rule {spec['rule']!r} is not one of {', '.join(RULES)}")
+    if spec["unit"] not in UNITS:
+        problems.append(f"{id}: unit {spec['unit']!r} is not one of {', '.join(UNITS)}")
+    if not isinstance(spec["seeds"], int) or isinstance(spec["seeds"], bool) or spec["seeds"] < 1:
+        problems.append(f"{id}: seeds must be a whole number ≥ 1")
+    else:
+        if spec["seeds"] < MIN_SEEDS and not spec.get("few_seeds"):
+            problems.append(f"{id}: {spec['seeds']} seed(s) needs few_seeds: the measured spread that allows it")
+        if spec["rule"] == "interval" and spec["seeds"] < 2:
+            problems.append(f"{id}: an interval needs at least 2 seeds")
+    kind = spec.get("kind", "asserted")
+    if kind not in KINDS:
+        problems.append(f"{id}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    elif kind == "expectation" and not spec.get("reason"):
+        problems.append(f"{id}: an expectation needs its reason")
+    return problems
+
+
+def registry_file(chapter: str, root: Path | None = None) -> Path:
+    """``claims/<chapter>.yml`` in the book's `root` (default `config.project_root()`)."""
+    return (root or config.project_root()) / REGISTRY_FOLDER / f"{chapter}.yml"
+
+
+def load_registry(path: Path) -> dict[str, Entry]:
+    """The entries of a registry file, by id; `RegistryError` listing every problem."""
+    import yaml
+
+    try:
+        specs = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise RegistryError(f"cannot read the claims registry {path}: {error}") from None
+    if not isinstance(specs, dict) or not specs:
+        raise RegistryError(f"the claims registry {path} is not a mapping of claim ids to entries")
+    prefix = path.stem.split("_")[0] + "/"
+    problems = [f"{id}: the id does not start with {prefix!r}" for id in specs if not str(id).startswith(prefix)]
+    problems += [p for id, spec in specs.items() for p in entry_problems(str(id), spec)]
+    if problems:
+        raise RegistryError(f"the claims registry {path} has problems:\n  " + "\n  ".join(problems))
+    numbers = ("target", "null_value")
+    return {str(id): Entry(id=str(id), **{k: float(v) if k in numbers else v for k, v in spec.items()})
+            for id, spec in specs.items()}
+
+
+def registry(chapter: str, root: Path | None = None) -> dict[str, Entry] | None:
+    """The chapter's registered claims, or None when it has no registry file."""
+    path = registry_file(chapter, root)
+    return load_registry(path) if path.exists() else None
 
 
 def results_file(chapter: str) -> Path:
@@ -57,6 +169,11 @@ def read_file(path: Path) -> list[dict]:
     return records
 
 
+def kind_of(record: dict) -> str:
+    """'asserted' or 'expectation' (a first-edition record says so by its `reported` reason)."""
+    return record.get("kind") or ("expectation" if record.get("reported") else "asserted")
+
+
 def describe_data(records: list[dict]) -> list[str]:
     """'mnist/train: 10,000 of 60,000 (a subset) from …', one line per data set."""
     return [f"{d['name']}: {d['size']:,}" + (f" of {d['of']:,} (a subset)" if d["size"] < d["of"] else "")
@@ -71,52 +188,145 @@ def paper_beside_ours(record: dict) -> str:
     return record["ref"]
 
 
-def claim(id: str, value: float, op: str, target: float, ref: str = "", statement: str = "",
-          data: list | None = None, setting: str = "", reported: str = "") -> bool:
-    """Record that ``value op target`` (e.g. ``0.93 >= 0.9``) and check it.
+def format_value(value: float, unit: str | None, with_unit: bool = True) -> str:
+    """A value as the statement reads it: 77.3% (fraction), +35.2 points, 1.42×, or 0.123."""
+    if unit == "fraction":
+        return f"{value:.1%}" if with_unit else f"{value * 100:.1f}"
+    if unit == "points":
+        return f"{value * 100:+.1f}" + (" points" if with_unit else "")
+    if unit == "ratio":
+        return f"{value:.3g}" + ("×" if with_unit else "")
+    return f"{value:.4g}"
 
-    `ref` gives the paper's own number and its setting; `statement` says the finding in
-    words; `setting` says ours (model, ε, seeds…); `data` lists the `TensorSet`s it was
+
+def verdict(values: Sequence[float], op: str, target: float, rule: str) -> tuple[bool, tuple[float, float] | None]:
+    """Whether `values` (one per seed) hold against ``op target`` under `rule` — ``every``
+    seed, or the 95% t-interval of the mean wholly beyond the target — and that interval
+    (None for one value)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    interval = None
+    if len(values) > 1:
+        half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+        interval = (float(values.mean() - half), float(values.mean() + half))
+    if rule == "every":
+        return bool(all(OPERATORS[op](v, target) for v in values)), interval
+    if interval is None:
+        raise ValueError("the interval rule needs at least two values")
+    bound = interval[0] if op in (">", ">=") else interval[1]
+    return bool(OPERATORS[op](bound, target)), interval
+
+
+def _as_values(id: str, values) -> list[float]:
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    array = np.atleast_1d(np.asarray(values, dtype=float))
+    if array.ndim != 1 or not len(array):
+        raise ValueError(f"claim {id!r}: give one value per seed (a number or a flat sequence), got shape "
+                         f"{array.shape}")
+    return [float(v) for v in array]
+
+
+def _entry_for(id: str, chapter: str, op, target, ref: str, statement: str, reported: str) -> Entry:
+    """The registered entry of `id` (the call's operator and target must agree with it), or,
+    in a chapter without a registry, an entry made from the call."""
+    entries = registry(chapter)
+    if entries is None:
+        if op is None or target is None:
+            raise ValueError(f"claim {id!r}: register it in {registry_file(chapter)}, or give op and target")
+        if op not in OPERATORS:
+            raise ValueError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+        return Entry(id, statement, op, float(target), math.nan, "number", 1, "every",
+                     "expectation" if reported else "asserted", ref, reported)
+    if id not in entries:
+        raise RegistryError(f"claim {id!r} is not registered in {registry_file(chapter)}: register it (statement, "
+                            "op, target, null_value, unit, seeds, rule) before measuring it")
+    entry = entries[id]
+    if (op is not None and op != entry.op) or (target is not None and float(target) != entry.target):
+        raise RegistryError(f"claim {id!r}: the chapter says {op} {target}, the registry {entry.op} {entry.target}; "
+                            "a target changes only in the registry")
+    if ref or statement or reported:
+        raise RegistryError(f"claim {id!r}: its statement, paper and kind come from {registry_file(chapter)}")
+    return entry
+
+
+def claim(id: str, values, op: str | None = None, target: float | None = None, ref: str = "",
+          statement: str = "", data: list | None = None, setting: str = "", reported: str = "") -> bool:
+    """Record what the chapter measured for claim `id` — `values`, one per seed (a number for
+    one) — judge it by its registered rule and return whether it held.
+
+    `setting` says ours (model, data size, epochs…); `data` lists the `TensorSet`s it was
     measured on (default: every data set the chapter has loaded or subsampled so far). A
-    claim with the same id replaces the earlier record. Returns whether it held.
-
-    `reported` turns the check off, for one case only: an expectation written down before
-    the experiment ran, which the measurement contradicted. Give the reason; the claim is
-    recorded and shown as not holding (the chapter's prose must say so), never hidden.
+    claim with the same id replaces the earlier record. The number of values must be the
+    registered number of seeds. In a chapter without a registry the call gives `op`,
+    `target`, `ref` (the paper's number) and `statement`, and `reported` (a reason) makes
+    it an expectation.
     """
-    if op not in OPERATORS:
-        raise ValueError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
     run = config.current()
-    value, target = float(value), float(target)
-    passed = bool(OPERATORS[op](value, target))
-    record = {"id": id, "statement": statement, "setting": setting, "value": value, "op": op, "target": target,
-              "passed": passed, "reported": reported, "ref": ref, "profile": run.profile, "device": str(run.device),
+    entry = _entry_for(id, run.chapter, op, target, ref, statement, reported)
+    values = _as_values(id, values)
+    if not math.isnan(entry.null_value) and len(values) != entry.seeds:
+        raise ValueError(f"claim {id!r} is registered with {entry.seeds} seed(s); {len(values)} value(s) given")
+    passed, interval = verdict(values, entry.op, entry.target, entry.rule)
+    mean = float(np.mean(values))
+    record = {"id": id, "statement": entry.statement, "setting": setting, "value": mean, "values": values,
+              "interval": interval, "op": entry.op, "target": entry.target,
+              "null": None if math.isnan(entry.null_value) else entry.null_value, "unit": entry.unit,
+              "rule": entry.rule, "passed": passed, "kind": entry.kind, "reason": entry.reason, "ref": entry.paper,
+              "profile": run.profile, "device": str(run.device),
               "data": config.data_used() if data is None else [d.provenance() for d in data]}
     records = [r for r in read_file(results_file(run.chapter)) if r["id"] != id] + [record]
     text = json.dumps(records, indent=1)
     config.write_atomic(results_file(run.chapter), lambda tmp: Path(tmp).write_text(text))
-    asserted = run.asserts_claims and not reported
-    mark = "PASS" if passed else ("FAIL" if asserted else f"fail (not asserted: {reported or 'smoke'})")
-    print(f"[{mark}] {id}: {value:.4g} {op} {target:.4g}" + (f"   (paper: {ref})" if ref else ""))
+    asserted = run.asserts_claims and entry.kind == "asserted"
+    mark = "PASS" if passed else ("FAIL" if asserted else f"fail (not asserted: {entry.reason or 'smoke'})")
+    print(f"[{mark}] {id}: {describe_measured(record)}" + (f"   (paper: {entry.paper})" if entry.paper else ""))
     if not passed and asserted:
-        raise ClaimFailed(f"claim {id!r} does not hold: {value:.4g} {op} {target:.4g}")
+        raise ClaimFailed(f"claim {id!r} does not hold: {describe_measured(record)}")
     return passed
 
 
+def describe_measured(record: dict) -> str:
+    """'+35.2 points, 95% interval +31.0 to +39.4, 3 seeds (every seed >= +10.0 points; null +0.0 points)'."""
+    unit, values = record.get("unit"), record.get("values") or [record["value"]]
+    ours = format_value(record["value"], unit)
+    if record.get("interval"):
+        low, high = (format_value(v, unit, with_unit=False) for v in record["interval"])
+        ours += f", 95% interval {low} to {high}, {len(values)} seeds"
+    rule = f"{RULES[record['rule']]} " if record.get("rule") and len(values) > 1 else ""
+    null = f"; null {format_value(record['null'], unit)}" if record.get("null") is not None else ""
+    return f"{ours} ({rule}{record['op']} {format_value(record['target'], unit)}{null})"
+
+
 def findings(chapter: str | None = None):
-    """The chapter's findings table (Markdown): each claim's finding, ours (measured value
-    against its target, setting, data), the paper's number and setting, and whether it held."""
+    """The chapter's findings (Markdown): a table of its claims — finding, ours (mean,
+    interval, seeds, target and null), the paper's number and setting, whether it held —
+    then a table of its expectations with their outcome and why each is one."""
     from IPython.display import Markdown
 
-    rows = ["| finding | ours | paper | holds |", "|---|---|---|---|"]
-    for r in read_file(results_file(chapter or config.current().chapter)):
-        data = "; ".join(f"{d['name'].split('[')[0]} {d['size']:,}" + (f" of {d['of']:,}" if d["size"] < d["of"]
-                                                                        else "") for d in r.get("data", []))
-        ours = "; ".join(filter(None, [f"{r['value']:.4g} ({r['op']} {r['target']:.4g})", r.get("setting", ""),
-                                       data and f"data: {data}"]))
-        rows.append(f"| {md_cell(r['statement'] or r['id'])} | {md_cell(ours)} | {md_cell(r['ref']) or '—'} | "
-                    f"{'yes' if r['passed'] else '**no**'}{' (expected; reported)' if r.get('reported') else ''} |")
-    return Markdown("\n".join(rows))
+    records = read_file(results_file(chapter or config.current().chapter))
+    claimed = ["| finding | ours | paper | holds |", "|---|---|---|---|"]
+    expected = ["| expectation | ours | paper | outcome | why an expectation |", "|---|---|---|---|---|"]
+    for r in records:
+        cells = [md_cell(r["statement"] or r["id"]), md_cell(_ours(r)), md_cell(r["ref"]) or "—"]
+        if kind_of(r) == "expectation":
+            outcome = "held" if r["passed"] else "**did not hold**"
+            expected.append(f"| {' | '.join(cells)} | {outcome} | {md_cell(r.get('reason') or r.get('reported'))} |")
+        else:
+            claimed.append(f"| {' | '.join(cells)} | {'yes' if r['passed'] else '**no**'} |")
+    parts = ["\n".join(claimed)] if len(claimed) > 2 else []
+    if len(expected) > 2:
+        parts.append("Expectations, registered before the run, shown with their outcome:\n\n" + "\n".join(expected))
+    return Markdown("\n\n".join(parts))
+
+
+def _ours(record: dict) -> str:
+    sets = [f"{d['name'].split('[')[0]} {d['size']:,}" + (f" of {d['of']:,}" if d["size"] < d["of"] else "")
+            for d in record.get("data", [])]
+    data = "; ".join(text + (f" (×{sets.count(text)}, one per seed)" if sets.count(text) > 1 else "")
+                     for text in dict.fromkeys(sets))
+    return "; ".join(filter(None, [describe_measured(record), record.get("setting", ""), data and f"data: {data}"]))
 
 
 def md_cell(text: str) -> str:

@@ -278,9 +278,12 @@ def environment_fingerprint() -> str:
 
 
 def chapter_key(notebook: Path, profile: str, environment: str) -> str:
-    """What made a chapter's published copy: its notebook, the profile and the environment
-    (`environment_fingerprint`). A chapter whose key has not changed is not run again."""
-    return hashlib.sha256(notebook.read_bytes() + f"\n{profile}\n{environment}".encode()).hexdigest()
+    """What made a chapter's published copy: its notebook, its claims registry, the profile
+    and the environment (`environment_fingerprint`). A chapter whose key has not changed is
+    not run again."""
+    registry = claims.registry_file(notebook.stem, notebook.parent.parent)
+    registered = registry.read_bytes() if registry.exists() else b""
+    return hashlib.sha256(notebook.read_bytes() + registered + f"\n{profile}\n{environment}".encode()).hexdigest()
 
 
 def _key_file(root: Path, chapter: str) -> Path:
@@ -315,14 +318,16 @@ def _first_error(notebook: Path) -> tuple[str, bool]:
     return "papermill failed before any cell ran", False
 
 
-def kernel_env(staging: Path, interactive: bool = False) -> dict:
+def kernel_env(staging: Path, root: Path, interactive: bool = False) -> dict:
     """The environment of the chapter's kernel: this Python first on PATH (so the
-    ``python3`` kernelspec resolves to it), batch mode unless `interactive` (the branch a
-    JupyterLab reader runs: explorers as widgets), where to record claims, and the run's
+    ``python3`` kernelspec resolves to it), the book's `root` (whose claims registry the
+    chapter reads), batch mode unless `interactive` (the branch a JupyterLab reader runs:
+    explorers as widgets), where to record claims, and the run's
     own temporary folder (``TMPDIR``: the kernel's connection file, the chapter's temporary
     files), removed with the run's staging folder even when a kernel was killed."""
     env = config.absolute_paths(dict(os.environ))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["NBLIB_ROOT"] = str(root.resolve())
     env.pop("NBLIB_BATCH", None)
     if not interactive:
         env["NBLIB_BATCH"] = "1"
@@ -369,7 +374,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
     start = time.perf_counter()
-    proc = subprocess.Popen(command, env=kernel_env(staging, interactive), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command, env=kernel_env(staging, root, interactive), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             preexec_fn=_die_with_parent(os.getpid()))
     try:
@@ -521,35 +526,78 @@ def _with_setting(record: dict) -> str:
     return record["statement"] + (f" ({record['setting']})" if record.get("setting") else "")
 
 
+def _provenance_line(root: Path) -> str:
+    """'Built from commit 1a2b3c4 on 2026-12-06 with torch 2.14.1; the chapters ran 19.8 minutes.'"""
+    from importlib import metadata
+
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    where = f"commit `{commit.stdout.strip()}`" if commit.returncode == 0 else "a folder outside git"
+    seconds = sum(t.get("seconds", 0) for t in _read_json(config.results_dir(root) / TIMINGS).values())
+    return (f"Built from {where} on {time.strftime('%Y-%m-%d', time.gmtime())} with torch "
+            f"{metadata.version('torch')}; the chapters' last runs took {seconds / 60:.1f} minutes in all.")
+
+
 def claims_page(root: Path) -> tuple[str, int, int]:
-    """The generated book/claims.md text, and the numbers of claims and passed claims."""
-    sections, total, passed = [], 0, 0
+    """The generated book/claims.md text, and the numbers of asserted claims and of those
+    that held. Per chapter: where and on what it was measured, a table of its claims and
+    one of its expectations (registered before the run, shown with their outcome)."""
+    sections, total, passed, expected, met = [], 0, 0, 0, 0
     for notebook in notebooks(root):
         records = claims.read_file(config.results_dir(root) / f"{notebook.stem}.json")
         if not records:
             continue
-        total += len(records)
-        passed += sum(r["passed"] for r in records)
+        asserted = [r for r in records if claims.kind_of(r) == "asserted"]
+        expectations = [r for r in records if claims.kind_of(r) == "expectation"]
+        total, passed = total + len(asserted), passed + sum(r["passed"] for r in asserted)
+        expected, met = expected + len(expectations), met + sum(r["passed"] for r in expectations)
         data = {d["name"]: d for r in records for d in r.get("data", [])}
         runs = sorted({f"profile {r['profile']} on {r['device']}" for r in records})
         data_lines = ([f"- {claims.md_cell(line)}" for line in claims.describe_data(list(data.values()))]
                       or ["- no data set"])
         sections += [f"## [{notebook.stem}](chapters/{notebook.stem}.ipynb)", "",
-                     f"Measured at {', '.join(runs)}, on:", "", *data_lines, "",
-                     "| claim | statement | measured | target | paper (and where ours differs) | pass |",
-                     "|---|---|---|---|---|---|"]
-        sections += [f"| `{r['id']}` | {claims.md_cell(_with_setting(r))} | {r['value']:.4g} | "
-                     f"{r['op']} {r['target']:.4g} | "
-                     f"{claims.md_cell(claims.paper_beside_ours(r))} | {'yes' if r['passed'] else '**no**'} |"
-                     for r in records]
-        sections.append("")
+                     f"Measured at {', '.join(runs)}, on:", "", *data_lines, ""]
+
+        def cells(r: dict) -> str:
+            return (f"`{r['id']}`: {claims.md_cell(_with_setting(r))} | {claims.md_cell(claims.describe_measured(r))} "
+                    f"| {claims.md_cell(claims.paper_beside_ours(r)) or '—'}")
+
+        if asserted:
+            sections += ["| claim | ours (target; null) | paper (and where ours differs) | holds |",
+                         "|---|---|---|---|",
+                         *[f"| {cells(r)} | {'yes' if r['passed'] else '**no**'} |" for r in asserted], ""]
+        if expectations:
+            sections += ["Expectations, registered before the run and shown with their outcome:", "",
+                         "| expectation | ours (target; null) | paper | outcome | why an expectation |",
+                         "|---|---|---|---|---|",
+                         *[f"| {cells(r)} | {'held' if r['passed'] else '**did not hold**'} | "
+                           f"{claims.md_cell(r.get('reason') or r.get('reported') or '')} |" for r in expectations], ""]
     text = "\n".join([
         "# Claims", "",
         "Every finding of the book, as measured when the chapters were last executed "
-        "(generated by `nblib book`; do not edit). Each chapter lists the data its claims were "
-        "measured on; a claim measured on a subset of a data set says so beside the paper's number.", "",
-        f"**{total} claims, {passed} passed.**", "", *sections])
+        "(generated by `nblib book`; do not edit). A chapter with a registry (`claims/<chapter>.yml`) "
+        "registered each claim before measuring it: its target, the null value expected if the effect "
+        "were absent, the number of seeds and the rule that decides it. Each chapter lists the data its "
+        "claims were measured on; a claim measured on a subset of a data set says so beside the paper's number.",
+        "", _provenance_line(root), "",
+        f"**{total} claims, {passed} hold; {expected} expectations, {met} held.**", "", *sections])
     return text, total, passed
+
+
+def registry_mismatches(root: Path) -> list[str]:
+    """For each chapter with a claims registry: the registered claims its published results
+    lack, and the claims they hold that are not registered."""
+    problems = []
+    for notebook in notebooks(root):
+        entries = claims.registry(notebook.stem, root)
+        if entries is None:
+            continue
+        measured = {r["id"] for r in claims.read_file(config.results_dir(root) / f"{notebook.stem}.json")}
+        where = claims.registry_file(notebook.stem, root).relative_to(root)
+        problems += [f"{notebook.stem}: {id} is registered in {where} but was not measured"
+                     for id in sorted(entries.keys() - measured)]
+        problems += [f"{notebook.stem}: {id} was measured but is not registered in {where}"
+                     for id in sorted(measured - entries.keys())]
+    return problems
 
 
 def build_book(root: Path, page_check: bool = True) -> Path:
@@ -572,6 +620,10 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         if problems:
             raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
                                + "\nrun `nblib run` (or `make book`) first")
+        mismatches = registry_mismatches(root)
+        if mismatches:
+            raise RuntimeError("the published claims do not match the registry:\n  " + "\n  ".join(mismatches)
+                               + "\nrun the chapter again (`nblib run --force`), or register what it measures")
         text, total, passed = claims_page(root)
         (root / "book" / "claims.md").write_text(text)
         jupyter_book = Path(sys.executable).parent / "jupyter-book"

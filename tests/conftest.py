@@ -77,10 +77,11 @@ def make_notebook(path: Path, *sources: str) -> Path:
 
 
 def book_copy(dest: Path) -> Path:
-    """A copy of the book's sources (config, toc, pages, chapter notebooks) at `dest`."""
+    """A copy of the book's sources (config, toc, pages, chapter notebooks, claims registry) at `dest`."""
     for name in ["_config.yml", "_toc.yml"]:
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "notebooks", dest / "notebooks")
+    shutil.copytree(ROOT / "claims", dest / "claims")
     (dest / "book").mkdir()
     for page in (ROOT / "book").glob("*.md"):
         if page.name != "claims.md":

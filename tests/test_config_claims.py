@@ -1,10 +1,13 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import nblib
 from nblib import claims, config
+
+from .conftest import ROOT
 
 
 def test_unknown_profile_lists_valid_ones():
@@ -64,9 +67,128 @@ def test_failed_claim_is_not_asserted_at_smoke(smoke):
 def test_reported_expectation_is_recorded_as_failed_not_asserted(quick):
     assert nblib.claim("t/e", 0.04, ">=", 0.05, reported="pre-registered; contradicted") is False
     record = claims.read_file(claims.results_file("test_chapter"))[-1]
-    assert record["passed"] is False and record["reported"] == "pre-registered; contradicted"
-    assert "**no** (expected; reported)" in claims.findings("test_chapter").data
+    assert record["passed"] is False and record["kind"] == "expectation"
+    assert record["reason"] == "pre-registered; contradicted"
+    assert "| **did not hold** | pre-registered; contradicted |" in claims.findings("test_chapter").data
     assert nblib.claim("t/f", 0.06, ">=", 0.05, reported="pre-registered; contradicted")  # it may hold after all
+
+
+REGISTRY = """
+12/gain:
+  statement: the method beats the baseline by at least 10 points
+  op: ">="
+  target: 0.10
+  null_value: 0.0
+  unit: points
+  seeds: 3
+  rule: every
+  paper: "Someone 2020: +20 points"
+12/mean-gain:
+  statement: the mean gain is above 5 points
+  op: ">"
+  target: 0.05
+  null_value: 0.0
+  unit: points
+  seeds: 3
+  rule: interval
+12/paper-number:
+  statement: we reach the paper's 76%
+  op: ">="
+  target: 0.76
+  null_value: 0.52
+  unit: fraction
+  seeds: 3
+  rule: every
+  kind: expectation
+  reason: the paper trains on 12 times more data
+"""
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch):
+    """A book root whose chapter 12 has the claims registry above."""
+    (tmp_path / "claims").mkdir()
+    (tmp_path / "claims" / "12_registered.yml").write_text(REGISTRY)
+    monkeypatch.setenv("NBLIB_ROOT", str(tmp_path))
+    monkeypatch.setenv("NBLIB_RESULTS", str(tmp_path / "results"))
+    return nblib.setup("12_registered", "quick", 0, device="cpu")
+
+
+def test_a_registered_claim_is_judged_by_its_rule_over_seeds(registered):
+    assert nblib.claim("12/gain", [0.12, 0.30, 0.25])
+    with pytest.raises(claims.ClaimFailed, match="12/gain"):  # one seed below the target: `every` fails
+        nblib.claim("12/gain", [0.12, 0.30, 0.09])
+    record = claims.read_file(claims.results_file("12_registered"))[-1]
+    assert record["values"] == [0.12, 0.30, 0.09] and record["value"] == pytest.approx(0.17)
+    assert record["null"] == 0.0 and record["rule"] == "every" and record["ref"] == "Someone 2020: +20 points"
+    low, high = record["interval"]  # the t-interval: mean ± 4.303 · sd / √3
+    assert (high - low) / 2 == pytest.approx(4.303 * np.std([0.12, 0.30, 0.09], ddof=1) / 3**0.5, rel=1e-3)
+
+
+def test_the_interval_rule_needs_the_whole_interval_beyond_the_target(registered):
+    assert nblib.claim("12/mean-gain", [0.10, 0.11, 0.12])
+    with pytest.raises(claims.ClaimFailed):  # every seed above 5 points, but the interval reaches below
+        nblib.claim("12/mean-gain", [0.06, 0.30, 0.07])
+
+
+def test_an_expectation_is_recorded_either_way_and_never_stops_the_chapter(registered):
+    assert nblib.claim("12/paper-number", [0.74, 0.78, 0.80]) is False
+    assert nblib.claim("12/paper-number", [0.77, 0.78, 0.80]) is True
+    table = claims.findings("12_registered").data
+    assert "Expectations, registered before the run" in table and "| held | the paper trains on" in table
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: nblib.claim("12/unregistered", [1, 2, 3]), "is not registered"),
+    (lambda: nblib.claim("12/gain", [0.2, 0.2]), "registered with 3 seed"),
+    (lambda: nblib.claim("12/gain", [0.2, 0.2, 0.2], ">=", 0.05), "a target changes only in the registry"),
+    (lambda: nblib.claim("12/gain", [0.2, 0.2, 0.2], statement="other words"), "come from"),
+    (lambda: nblib.claim("12/gain", [[0.2, 0.2, 0.2]]), "one value per seed"),
+])
+def test_a_claim_that_disagrees_with_its_registry_is_refused(registered, call, error):
+    with pytest.raises(ValueError, match=error):
+        call()
+
+
+SOUND = dict(statement="s", op=">=", target=0.1, null_value=0.0, unit="points", seeds=3, rule="every")
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"null_value": None}, "no null_value"),
+    ({"null_value": "none"}, "target and null_value must be numbers"),
+    ({"target": -0.1}, "not beyond the null"),
+    ({"op": "<", "target": 0.1}, "not beyond the null"),
+    ({"target": 0.0}, "not beyond the null"),
+    ({"rule": "mostly"}, "rule 'mostly'"),
+    ({"unit": "furlongs"}, "unit 'furlongs'"),
+    ({"seeds": 1}, "needs few_seeds"),
+    ({"seeds": 0}, "seeds must be"),
+    ({"kind": "expectation"}, "needs its reason"),
+    ({"colour": "red"}, "unknown field 'colour'"),
+])
+def test_the_registry_refuses_entries_a_skeptic_would(change, problem):
+    spec = {k: v for k, v in (SOUND | change).items() if v is not None}
+    assert claims.entry_problems("12/x", SOUND) == []
+    assert any(problem in p for p in claims.entry_problems("12/x", spec)), claims.entry_problems("12/x", spec)
+
+
+def test_an_unreadable_or_misnamed_registry_says_which_file(tmp_path):
+    path = tmp_path / "12_x.yml"
+    path.write_text("12/a: [unclosed")
+    with pytest.raises(claims.RegistryError, match="cannot read the claims registry .*12_x.yml"):
+        claims.load_registry(path)
+    path.write_text("07/a:\n" + "".join(f"  {k}: {v!r}\n" for k, v in SOUND.items()))
+    with pytest.raises(claims.RegistryError, match="does not start with '12/'"):
+        claims.load_registry(path)
+
+
+def test_every_chapter_registry_in_the_book_is_sound():
+    """Each committed registry loads: nulls, rules and targets beyond their nulls."""
+    files = sorted((ROOT / claims.REGISTRY_FOLDER).glob("*.yml"))
+    assert files, "the book registers its claims in claims/<chapter>.yml"
+    for path in files:
+        assert (ROOT / "notebooks" / f"{path.stem}.ipynb").exists(), f"{path.name}: no such chapter"
+        claims.load_registry(path)
 
 
 def test_unknown_operator(smoke):

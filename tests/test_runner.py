@@ -209,3 +209,47 @@ def test_the_environment_fingerprint_follows_nblib_and_the_data(tmp_path, monkey
     (tmp_path / "nblib").mkdir()
     (tmp_path / "nblib" / "runner.py").write_text("# another nblib")
     assert runner.environment_fingerprint() != before
+
+
+# ---- issue 28: the claims registry
+
+REGISTERED = """
+03/a:
+  statement: a is above 0.5
+  op: ">"
+  target: 0.5
+  null_value: 0.0
+  unit: number
+  seeds: 3
+  rule: every
+03/b:
+  statement: b is above 0.5
+  op: ">"
+  target: 0.5
+  null_value: 0.0
+  unit: number
+  seeds: 3
+  rule: every
+"""
+
+
+def test_the_book_refuses_claims_that_do_not_match_the_registry(root):
+    (root / "claims").mkdir()
+    (root / "claims" / "03_reg.yml").write_text(REGISTERED)
+    make_notebook(root / "notebooks" / "03_reg.ipynb",
+                  'import nblib\nnblib.setup("03_reg", profile, seed)\nnblib.claim("03/a", [1.0, 0.9, 0.8])')
+    (root / "notebooks" / "02_bad.ipynb").unlink()
+    first, result = runner.run(root, ["01", "03"], "smoke", 300, False)
+    assert first.ok and result.ok and result.passed == 1
+    assert runner.registry_mismatches(root) == ["03_reg: 03/b is registered in claims/03_reg.yml but was not measured"]
+    results = root / "results" / "03_reg.json"
+    results.write_text(results.read_text().replace('"03/a"', '"03/c"'))
+    assert runner.registry_mismatches(root) == [
+        "03_reg: 03/a is registered in claims/03_reg.yml but was not measured",
+        "03_reg: 03/b is registered in claims/03_reg.yml but was not measured",
+        "03_reg: 03/c was measured but is not registered in claims/03_reg.yml"]
+    with pytest.raises(RuntimeError, match="do not match the registry"):
+        runner.build_book(root, page_check=False)
+    (root / "claims" / "03_reg.yml").write_text(REGISTERED.replace("target: 0.5", "target: 0.95", 1))
+    (again,) = runner.run(root, ["03"], "smoke", 300, False)  # a changed registry runs the chapter again
+    assert not again.unchanged and again.failed == 1  # 0.9 and 0.8 do not clear the new target at every seed
