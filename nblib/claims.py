@@ -31,7 +31,7 @@ import numpy as np
 from . import config
 
 OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-RULES = {"every": "every seed", "interval": "the 95% interval of the mean"}
+RULES = {"every": "every seed", "interval": "the 95% interval of the mean", "median": "the median seed"}
 KINDS = ("asserted", "expectation")
 UNITS = ("fraction", "points", "ratio", "number")
 MIN_SEEDS = 3  # a claim on fewer seeds documents the measured spread that allows it (`Entry.few_seeds`)
@@ -97,6 +97,8 @@ def entry_problems(id: str, spec) -> list[str]:
             problems.append(f"{id}: {spec['seeds']} seed(s) needs few_seeds: the measured spread that allows it")
         if spec["rule"] == "interval" and spec["seeds"] < 2:
             problems.append(f"{id}: an interval needs at least 2 seeds")
+        if spec["rule"] == "median" and (spec["seeds"] < 3 or spec["seeds"] % 2 == 0):
+            problems.append(f"{id}: a median needs an odd number of seeds, at least 3")
     kind = spec.get("kind", "asserted")
     if kind not in KINDS:
         problems.append(f"{id}: kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -201,8 +203,9 @@ def format_value(value: float, unit: str | None, with_unit: bool = True) -> str:
 
 def verdict(values: Sequence[float], op: str, target: float, rule: str) -> tuple[bool, tuple[float, float] | None]:
     """Whether `values` (one per seed) hold against ``op target`` under `rule` — ``every``
-    seed, or the 95% t-interval of the mean wholly beyond the target — and that interval
-    (None for one value)."""
+    seed; the 95% t-interval of the mean wholly beyond the target; or the ``median`` seed,
+    for experiments where a single run can fail outright (say so in the chapter) — and the
+    interval (None for one value)."""
     from scipy import stats
 
     values = np.asarray(values, dtype=float)
@@ -212,6 +215,8 @@ def verdict(values: Sequence[float], op: str, target: float, rule: str) -> tuple
         interval = (float(values.mean() - half), float(values.mean() + half))
     if rule == "every":
         return bool(all(OPERATORS[op](v, target) for v in values)), interval
+    if rule == "median":
+        return bool(OPERATORS[op](float(np.median(values)), target)), interval
     if interval is None:
         raise ValueError("the interval rule needs at least two values")
     bound = interval[0] if op in (">", ">=") else interval[1]

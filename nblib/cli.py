@@ -21,8 +21,17 @@ PROFILES = ", ".join(config.PROFILES)
 def _cmd_run(args) -> int:
     from . import runner
 
-    results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going, args.force)
+    results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going, args.force,
+                         config.check_seed(args.seed))
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def _cmd_compare(args) -> int:
+    from . import runner
+
+    text, flips = runner.compare(args.first, args.second)
+    print(text)
+    return 1 if flips else 0
 
 
 def _cmd_book(args) -> int:
@@ -55,6 +64,7 @@ def _cmd_clean(args) -> int:
     chapters = runner.notebooks(root)
     with runner.exclusive(root):  # only what nblib writes: $NBLIB_RESULTS may hold other files, and the lock stays
         for path in [root / "_build", results / ".staging", results / "interactive", root / "book" / "claims.md",
+                     *results.glob("seed-[0-9]*"),
                      results / runner.TIMINGS, *(results / f"{nb.stem}{suffix}" for nb in chapters
                                                  for suffix in (".json", ".key")),
                      *(root / "book" / "chapters" / f"{nb.stem}{suffix}" for nb in chapters
@@ -85,7 +95,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true",
                    help="run every chosen chapter, even one whose notebook, profile, nblib, packages and data "
                         "have not changed since its published copy was made")
+    r.add_argument("--seed", type=int, default=0,
+                   help="the chapters' seed; another than 0 keeps its results apart, in results/seed-N/ "
+                        "(the book shows seed 0's)")
     r.set_defaults(func=_cmd_run)
+    m = sub.add_parser("compare", help="two result sets side by side (e.g. results results/seed-1): "
+                                       "values, verdicts and the asserted claims that flipped")
+    m.add_argument("first", type=Path)
+    m.add_argument("second", type=Path)
+    m.set_defaults(func=_cmd_compare)
     b = sub.add_parser("book", help="write book/claims.md, build the HTML book, check its pages in Chromium, report")
     b.add_argument("--no-page-check", action="store_true",
                    help="skip loading every built page in Chromium (for machines without it)")
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         args.root = (args.root or config.project_root()).resolve()
         if not args.root.is_dir():
             raise ValueError(f"--root {args.root} is not a folder")
-        if args.command != "data" and not config.is_book(args.root):
+        if args.command not in ("data", "compare") and not config.is_book(args.root):
             raise ValueError(f"{args.root} is not the book's folder (it needs _toc.yml, _config.yml and "
                              "notebooks/NN_name.ipynb): run nblib in the book's folder, or give --root")
         return args.func(args)

@@ -220,7 +220,8 @@ def _remove_stale_files(root: Path) -> None:
     """Temporary notebooks and the staging folders (claims, kernel connection files) of
     runs that were killed outright (SIGKILL, power loss); called with the lock held, after
     the processes those runs left were killed, so no live run owns them."""
-    for leftover in (root / "book" / "chapters").glob(".*.running.ipynb"):
+    for leftover in [*(root / "book" / "chapters").glob(".*.running.ipynb"),
+                     *config.results_dir(root).glob("seed-*/chapters/.*.running.ipynb")]:
         leftover.unlink(missing_ok=True)
     for leftover in _staging_root(root).glob("*"):
         shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
@@ -277,25 +278,36 @@ def environment_fingerprint() -> str:
     return h.hexdigest()
 
 
-def chapter_key(notebook: Path, profile: str, environment: str) -> str:
-    """What made a chapter's published copy: its notebook, its claims registry, the profile
-    and the environment (`environment_fingerprint`). A chapter whose key has not changed is
-    not run again."""
+def chapter_key(notebook: Path, profile: str, environment: str, seed: int = 0) -> str:
+    """What made a chapter's published copy: its notebook, its claims registry, the profile,
+    the seed and the environment (`environment_fingerprint`). A chapter whose key has not
+    changed is not run again."""
     registry = claims.registry_file(notebook.stem, notebook.parent.parent)
     registered = registry.read_bytes() if registry.exists() else b""
-    return hashlib.sha256(notebook.read_bytes() + registered + f"\n{profile}\n{environment}".encode()).hexdigest()
+    settings = f"\n{profile}\n{seed}\n{environment}".encode()
+    return hashlib.sha256(notebook.read_bytes() + registered + settings).hexdigest()
 
 
-def _key_file(root: Path, chapter: str) -> Path:
-    return config.results_dir(root) / f"{chapter}.key"
+def published(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Where a run at chapter seed `seed` publishes: the folder of executed chapters and the
+    folder of claims (with keys and timings). Seed 0's are the book's (``book/chapters/``,
+    `config.results_dir`); another seed's are kept apart, in ``results/seed-<N>/``."""
+    results = config.results_dir(root)
+    if seed == 0:
+        return root / "book" / "chapters", results
+    return results / f"seed-{seed}" / "chapters", results / f"seed-{seed}"
 
 
-def _unchanged(root: Path, notebook: Path, key: str) -> bool:
+def _key_file(root: Path, chapter: str, seed: int = 0) -> Path:
+    return published(root, seed)[1] / f"{chapter}.key"
+
+
+def _unchanged(root: Path, notebook: Path, key: str, seed: int = 0) -> bool:
     """Whether the chapter's published notebook and claims were made under `key` and are all there."""
-    chapters = root / "book" / "chapters"
-    published = [chapters / f"{notebook.stem}.ipynb", _key_file(root, notebook.stem)]
-    return (all(p.exists() for p in published) and not (chapters / f"{notebook.stem}.failed.ipynb").exists()
-            and _key_file(root, notebook.stem).read_text().strip() == key)
+    chapters = published(root, seed)[0]
+    key_file = _key_file(root, notebook.stem, seed)
+    return (all(p.exists() for p in (chapters / f"{notebook.stem}.ipynb", key_file))
+            and not (chapters / f"{notebook.stem}.failed.ipynb").exists() and key_file.read_text().strip() == key)
 
 
 def _first_error(notebook: Path) -> tuple[str, bool]:
@@ -352,8 +364,10 @@ def _wait(proc: subprocess.Popen, timeout: float, lock: RunLock | None) -> str:
 
 
 def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
-                staging: Path | None = None, lock: RunLock | None = None, key: str | None = None) -> Result:
-    """Execute one chapter into ``<root>/book/chapters/``; never leaves a partial file there.
+                staging: Path | None = None, lock: RunLock | None = None, key: str | None = None,
+                seed: int = 0) -> Result:
+    """Execute one chapter at chapter seed `seed` into ``<root>/book/chapters/`` (another
+    seed: `published`); never leaves a partial file there.
 
     The executed notebook and its claims (recorded in the run's `staging` folder while it
     runs; a fresh one when not given) replace the previous ones together, and only when
@@ -362,17 +376,18 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     (`chapter_key`) is published with them, so that an unchanged chapter is not run again."""
     if staging is None:
         with staging_folder(root) as staging:
-            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key)
-    out_dir = root / "book" / "chapters"
+            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key, seed)
+    out_dir, results = published(root, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
                           out_dir / f".{notebook.stem}.running.ipynb")
-    staged, recorded = staging / f"{notebook.stem}.json", config.results_dir(root) / f"{notebook.stem}.json"
+    staged, recorded = staging / f"{notebook.stem}.json", results / f"{notebook.stem}.json"
     for leftover in staging.glob("*.json"):
         leftover.unlink()
     (staging / "tmp").mkdir(exist_ok=True)
     command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
-               "-k", "python3", "--cwd", str(notebook.parent), "--no-progress-bar"]
+               "-p", "seed", str(config.check_seed(seed)), "-k", "python3", "--cwd", str(notebook.parent),
+               "--no-progress-bar"]
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=kernel_env(staging, root, interactive), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -399,7 +414,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
                  f"(claims recorded under other names are not published)")
     if not error:
         with _signals_held():  # the notebook, its claims and its key are published together or not at all
-            _key_file(root, notebook.stem).unlink(missing_ok=True)
+            _key_file(root, notebook.stem, seed).unlink(missing_ok=True)
             os.replace(tmp, final)
             failed.unlink(missing_ok=True)
             if staged.exists():
@@ -407,7 +422,7 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
             else:
                 recorded.unlink(missing_ok=True)
             if key is not None:
-                _key_file(root, notebook.stem).write_text(key + "\n")
+                _key_file(root, notebook.stem, seed).write_text(key + "\n")
     elif tmp.exists():  # a failed chapter blocks `nblib book` until it passes
         os.replace(tmp, failed)
     else:
@@ -419,11 +434,13 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
 
 
 def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool,
-        force: bool = False) -> list[Result]:
-    """Run the chosen chapters in order; stop at the first failure unless `keep_going`. A
+        force: bool = False, seed: int = 0) -> list[Result]:
+    """Run the chosen chapters in order at chapter seed `seed` (another than 0 publishes
+    apart from the book: `published`); stop at the first failure unless `keep_going`. A
     chapter whose notebook, profile and environment (`chapter_key`) are those its published
     copy was made with is reported "unchanged" and not run, unless `force`."""
     config.check_profile(profile)
+    config.check_seed(seed)
     if not timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {timeout}")
     chosen = resolve(root, names)
@@ -433,18 +450,20 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
         environment = environment_fingerprint()
         with staging_folder(root) as staging:
             for notebook in chosen:
-                key = chapter_key(notebook, profile, environment)
-                if not force and _unchanged(root, notebook, key):
-                    records = claims.read_file(config.results_dir(root) / f"{notebook.stem}.json")
+                key = chapter_key(notebook, profile, environment, seed)
+                if not force and _unchanged(root, notebook, key, seed):
+                    records = claims.read_file(published(root, seed)[1] / f"{notebook.stem}.json")
                     passed = sum(r["passed"] for r in records)
                     results.append(Result(notebook.stem, True, 0.0, passed, len(records) - passed, unchanged=True))
                     print(f"{notebook.stem}: unchanged since its last run (profile={profile}); not run again",
                           flush=True)
                     continue
-                print(f"running {notebook.stem} (profile={profile}) ...", flush=True)
-                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key)
+                print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}) ...",
+                      flush=True)
+                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key,
+                                     seed=seed)
                 results.append(result)
-                _record_timing(root, result, profile)
+                _record_timing(published(root, seed)[1], result, profile)
                 status = "ok" if result.ok else f"FAILED: {result.error}"
                 print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
                       flush=True)
@@ -464,9 +483,9 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _record_timing(root: Path, result: Result, profile: str) -> None:
+def _record_timing(results: Path, result: Result, profile: str) -> None:
     """Remember how long the chapter's last run took, for the report `nblib book` prints."""
-    path = config.results_dir(root) / TIMINGS
+    path = results / TIMINGS
     timings = _read_json(path) | {result.chapter: {"seconds": round(result.seconds, 1), "profile": profile,
                                                    "ok": result.ok}}
     config.write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(timings, indent=1)))
@@ -526,12 +545,29 @@ def _with_setting(record: dict) -> str:
     return record["statement"] + (f" ({record['setting']})" if record.get("setting") else "")
 
 
+def _git_commit(root: Path) -> str:
+    """The checkout's commit, short, read from ``.git`` (no git process); '' outside git."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head.removeprefix("ref: ")
+            if (git / ref).exists():
+                head = (git / ref).read_text().strip()
+            else:  # a fresh clone keeps its refs packed
+                head = next(line.split()[0] for line in (git / "packed-refs").read_text().splitlines()
+                            if line.endswith(f" {ref}"))
+    except (OSError, StopIteration):
+        return ""
+    return head[:7]
+
+
 def _provenance_line(root: Path) -> str:
-    """'Built from commit 1a2b3c4 on 2026-12-06 with torch 2.14.1; the chapters ran 19.8 minutes.'"""
+    """'Built from commit `1a2b3c4` on 2026-12-06 with torch 2.14.1; the chapters' last runs took 19.8 minutes.'"""
     from importlib import metadata
 
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    where = f"commit `{commit.stdout.strip()}`" if commit.returncode == 0 else "a folder outside git"
+    commit = _git_commit(root)
+    where = f"commit `{commit}`" if commit else "a folder outside git"
     seconds = sum(t.get("seconds", 0) for t in _read_json(config.results_dir(root) / TIMINGS).values())
     return (f"Built from {where} on {time.strftime('%Y-%m-%d', time.gmtime())} with torch "
             f"{metadata.version('torch')}; the chapters' last runs took {seconds / 60:.1f} minutes in all.")
@@ -581,6 +617,38 @@ def claims_page(root: Path) -> tuple[str, int, int]:
         "", _provenance_line(root), "",
         f"**{total} claims, {passed} hold; {expected} expectations, {met} held.**", "", *sections])
     return text, total, passed
+
+
+def compare(first: Path, second: Path) -> tuple[str, int]:
+    """Two result sets — folders of ``<chapter>.json``, e.g. ``results`` and
+    ``results/seed-1`` — side by side: each claim's value and verdict in both, then the
+    asserted claims whose verdict flipped. Returns the text and the number of flips."""
+    def chapters(folder: Path) -> dict[str, dict[str, dict]]:
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder of results")
+        return {path.stem: {r["id"]: r for r in claims.read_file(path)}
+                for path in sorted(folder.glob("[0-9][0-9]_*.json"))}
+
+    def state(record: dict | None) -> str:
+        if record is None:
+            return "(not measured)"
+        mark = "holds" if record["passed"] else "FAILS"
+        return f"{claims.format_value(record['value'], record.get('unit'))} {mark}"
+
+    a, b = chapters(first), chapters(second)
+    lines = [f"{'claim':52} {str(first)[-24:]:>24} {str(second)[-24:]:>24}"]
+    flips = []
+    for chapter in sorted(a.keys() | b.keys()):
+        ours, theirs = a.get(chapter, {}), b.get(chapter, {})
+        for claim_id in sorted(ours.keys() | theirs.keys()):
+            x, y = ours.get(claim_id), theirs.get(claim_id)
+            kind = claims.kind_of(x or y)
+            label = claim_id + (" (expectation)" if kind == "expectation" else "")
+            lines.append(f"{label:52} {state(x):>24} {state(y):>24}")
+            if kind == "asserted" and x is not None and y is not None and x["passed"] != y["passed"]:
+                flips.append(f"  {claim_id}: {state(x)} → {state(y)}")
+    lines.append(f"{len(flips)} asserted claim(s) flipped" + (":" if flips else ""))
+    return "\n".join(lines + flips), len(flips)
 
 
 def registry_mismatches(root: Path) -> list[str]:

@@ -125,6 +125,12 @@ def test_a_registered_claim_is_judged_by_its_rule_over_seeds(registered):
     assert (high - low) / 2 == pytest.approx(4.303 * np.std([0.12, 0.30, 0.09], ddof=1) / 3**0.5, rel=1e-3)
 
 
+def test_the_median_rule_lets_one_failed_run_of_three_through():
+    assert claims.verdict([0.9, 0.1, 0.8], ">=", 0.5, "median")[0]
+    assert not claims.verdict([0.9, 0.1, 0.2], ">=", 0.5, "median")[0]
+    assert not claims.verdict([0.9, 0.1, 0.8], ">=", 0.5, "every")[0]
+
+
 def test_the_interval_rule_needs_the_whole_interval_beyond_the_target(registered):
     assert nblib.claim("12/mean-gain", [0.10, 0.11, 0.12])
     with pytest.raises(claims.ClaimFailed):  # every seed above 5 points, but the interval reaches below
@@ -164,6 +170,7 @@ SOUND = dict(statement="s", op=">=", target=0.1, null_value=0.0, unit="points", 
     ({"seeds": 1}, "needs few_seeds"),
     ({"seeds": 0}, "seeds must be"),
     ({"kind": "expectation"}, "needs its reason"),
+    ({"rule": "median", "seeds": 4}, "a median needs an odd number"),
     ({"colour": "red"}, "unknown field 'colour'"),
 ])
 def test_the_registry_refuses_entries_a_skeptic_would(change, problem):

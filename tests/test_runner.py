@@ -253,3 +253,22 @@ def test_the_book_refuses_claims_that_do_not_match_the_registry(root):
     (root / "claims" / "03_reg.yml").write_text(REGISTERED.replace("target: 0.5", "target: 0.95", 1))
     (again,) = runner.run(root, ["03"], "smoke", 300, False)  # a changed registry runs the chapter again
     assert not again.unchanged and again.failed == 1  # 0.9 and 0.8 do not clear the new target at every seed
+
+
+def test_another_seed_runs_apart_from_the_book_and_compare_lists_the_flips(root, capsys):
+    make_notebook(root / "notebooks" / "03_seeded.ipynb",
+                  'import nblib\nnblib.setup("03_seeded", profile, seed)\nnblib.claim("s/x", float(seed), "<", 0.5)')
+    assert runner.run(root, ["03"], "smoke", 300, False)[0].ok
+    (other,) = runner.run(root, ["03"], "smoke", 300, False, seed=1)
+    assert other.ok and not other.unchanged  # the seed is part of the chapter's key
+    book = json.loads((root / "results" / "03_seeded.json").read_text())
+    apart = json.loads((root / "results" / "seed-1" / "03_seeded.json").read_text())
+    assert (book[0]["value"], apart[0]["value"]) == (0.0, 1.0)
+    assert (root / "results" / "seed-1" / "chapters" / "03_seeded.ipynb").exists()
+    text, flips = runner.compare(root / "results", root / "results" / "seed-1")
+    assert flips == 1 and "s/x: 0 holds → 1 FAILS" in text
+    capsys.readouterr()
+    assert cli.main(["compare", str(root / "results"), str(root / "results")]) == 0
+    assert "0 asserted claim(s) flipped" in capsys.readouterr().out
+    assert cli.main(["--root", str(root), "clean"]) == 0
+    assert not (root / "results" / "seed-1").exists()

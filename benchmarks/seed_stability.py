@@ -1,0 +1,50 @@
+"""Do the book's verdicts survive another seed? (issue 28: stability, measurable by anyone)
+
+Runs the chosen chapters (default: all) at `quick` with chapter seeds 1 and 2 — each kept
+apart from the book, in results/seed-N/ — and compares each with the book's own seed 0
+(`nblib compare`): every claim's value and verdict side by side, then the asserted claims
+that flipped. Writes the three comparisons to benchmarks/seed-stability.md, which the
+repository keeps (the latest run's). Slow: the whole book twice, about 40 minutes on a
+2-core CPU with a warm data cache; run it when the claims change, not in CI.
+
+    .venv/bin/python benchmarks/seed_stability.py            # every chapter
+    .venv/bin/python benchmarks/seed_stability.py 08 11      # some
+
+Target: no asserted claim flips at seed 1 or 2.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from nblib import config, runner
+
+SEEDS = (1, 2)
+
+
+def main(chapters: list[str]) -> int:
+    root = config.project_root()
+    results = config.results_dir(root)
+    nblib = [sys.executable, "-m", "nblib.cli"]
+    start = time.perf_counter()
+    subprocess.run([*nblib, "run", *chapters, "--keep-going"], check=False)  # seed 0: the book's, if stale
+    sections, flipped = [], 0
+    for seed in SEEDS:
+        subprocess.run([*nblib, "run", *chapters, "--keep-going", "--seed", str(seed)], check=False)
+        text, flips = runner.compare(results, results / f"seed-{seed}")
+        flipped += flips
+        sections += [f"## Seed 0 against seed {seed}: {flips} asserted claim(s) flipped", "", "```", text, "```", ""]
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    header = [f"# Seed stability of the claims (profile quick, chapters: {' '.join(chapters) or 'all'})", "",
+              f"Commit `{commit}`, {time.strftime('%Y-%m-%d')}, {(time.perf_counter() - start) / 60:.0f} minutes; "
+              f"written by `benchmarks/seed_stability.py`. {flipped} asserted verdict(s) flipped in all.", ""]
+    (root / "benchmarks" / "seed-stability.md").write_text("\n".join(header + sections))
+    print(f"{flipped} asserted verdict(s) flipped; benchmarks/seed-stability.md written")
+    return 1 if flipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
