@@ -6,7 +6,7 @@ phenomenon were absent), how many seeds measure it, the **rule** that turns the 
 values into a verdict, the paper's number and whether it is an asserted claim or a
 pre-registered **expectation** (`Entry`). The chapter then measures:
 ``claim("08/dann-beats-source-only", gains)`` with one value per seed. The record, with
-every seed's value, their mean and 95% interval, the profile, the device and the data it
+every seed's value, their mean (median, for a median rule) and 95% interval, the profile, the device and the data it
 was measured on, goes to ``<chapter>.json`` in `nblib.config.claims_dir()` (``nblib run``
 publishes it as ``results/<chapter>.json``). At ``quick`` and ``full`` an asserted claim
 that does not hold raises `ClaimFailed` after it has been recorded; an expectation is
@@ -274,8 +274,8 @@ def claim(id: str, values, op: str | None = None, target: float | None = None, r
     if not math.isnan(entry.null_value) and len(values) != entry.seeds:
         raise ValueError(f"claim {id!r} is registered with {entry.seeds} seed(s); {len(values)} value(s) given")
     passed, interval = verdict(values, entry.op, entry.target, entry.rule)
-    mean = float(np.mean(values))
-    record = {"id": id, "statement": entry.statement, "setting": setting, "value": mean, "values": values,
+    middle = float(np.median(values) if entry.rule == "median" else np.mean(values))  # the rule's own statistic
+    record = {"id": id, "statement": entry.statement, "setting": setting, "value": middle, "values": values,
               "interval": interval, "op": entry.op, "target": entry.target,
               "null": None if math.isnan(entry.null_value) else entry.null_value, "unit": entry.unit,
               "rule": entry.rule, "passed": passed, "kind": entry.kind, "reason": entry.reason, "ref": entry.paper,
@@ -293,12 +293,20 @@ def claim(id: str, values, op: str | None = None, target: float | None = None, r
 
 
 def describe_measured(record: dict) -> str:
-    """'+35.2 points, 95% interval +31.0 to +39.4, 3 seeds (every seed >= +10.0 points; null +0.0 points)'."""
+    """What was measured, as the rule reads it, then the target and the null: '+31.9 points
+    (seeds +33.0, +37.8, +24.9) (every seed >= +10.0 points; null +0.0 points)'; an
+    interval rule gives the mean and its 95% interval, a median rule the median."""
     unit, values = record.get("unit"), record.get("values") or [record["value"]]
-    ours = format_value(record["value"], unit)
-    if record.get("interval"):
+    seeds = ", ".join(format_value(v, unit, with_unit=False) for v in values)
+    if len(values) == 1:
+        ours = format_value(values[0], unit)
+    elif record.get("rule") == "interval" and record.get("interval"):
         low, high = (format_value(v, unit, with_unit=False) for v in record["interval"])
-        ours += f", 95% interval {low} to {high}, {len(values)} seeds"
+        ours = f"mean {format_value(record['value'], unit)}, 95% interval {low} to {high} (seeds {seeds})"
+    elif record.get("rule") == "median":
+        ours = f"median {format_value(record['value'], unit)} (seeds {seeds})"
+    else:
+        ours = f"mean {format_value(record['value'], unit)} (seeds {seeds})"
     rule = f"{RULES[record['rule']]} " if record.get("rule") and len(values) > 1 else ""
     null = f"; null {format_value(record['null'], unit)}" if record.get("null") is not None else ""
     return f"{ours} ({rule}{record['op']} {format_value(record['target'], unit)}{null})"
