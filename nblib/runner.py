@@ -593,20 +593,23 @@ def claims_page(root: Path) -> tuple[str, int, int]:
         sections += [f"## [{notebook.stem}](chapters/{notebook.stem}.ipynb)", "",
                      f"Measured at {', '.join(runs)}, on:", "", *data_lines, ""]
 
-        def cells(r: dict) -> str:
-            return (f"`{r['id']}`: {claims.md_cell(_with_setting(r))} | {claims.md_cell(claims.describe_measured(r))} "
-                    f"| {claims.md_cell(claims.paper_beside_ours(r)) or '—'}")
+        def finding(r: dict) -> str:
+            paper = claims.paper_beside_ours(r)
+            return (f"`{r['id']}`: {claims.md_cell(_with_setting(r))}"
+                    + (f"; *paper:* {claims.md_cell(paper)}" if paper else ""))
 
+        # three columns (four for expectations), so that a table fits a 1280-px window
         if asserted:
-            sections += ["| claim | ours (target; null) | paper (and where ours differs) | holds |",
-                         "|---|---|---|---|",
-                         *[f"| {cells(r)} | {'yes' if r['passed'] else '**no**'} |" for r in asserted], ""]
+            sections += ["| claim (ours; the paper) | measured (target; null) | holds |", "|---|---|---|",
+                         *[f"| {finding(r)} | {claims.md_cell(claims.describe_measured(r))} | "
+                           f"{'yes' if r['passed'] else '**no**'} |" for r in asserted], ""]
         if expectations:
             sections += ["Expectations, registered before the run and shown with their outcome:", "",
-                         "| expectation | ours (target; null) | paper | outcome | why an expectation |",
-                         "|---|---|---|---|---|",
-                         *[f"| {cells(r)} | {'held' if r['passed'] else '**did not hold**'} | "
-                           f"{claims.md_cell(r.get('reason') or r.get('reported') or '')} |" for r in expectations], ""]
+                         "| expectation (ours; the paper) | measured (target; null) | outcome |", "|---|---|---|",
+                         *[f"| {finding(r)}; *why an expectation:* "
+                           f"{claims.md_cell(r.get('reason') or r.get('reported') or '')} | "
+                           f"{claims.md_cell(claims.describe_measured(r))} | "
+                           f"{'held' if r['passed'] else '**did not hold**'} |" for r in expectations], ""]
     text = "\n".join([
         "# Claims", "",
         "Every finding of the book, as measured when the chapters were last executed "
