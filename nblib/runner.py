@@ -427,6 +427,9 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
         os.replace(tmp, failed)
     else:
         failed.write_text(json.dumps({"error": error}))
+    if error and seed != 0 and records:  # a replicate's verdicts count, held or not (`compare`)
+        _key_file(root, notebook.stem, seed).unlink(missing_ok=True)
+        os.replace(staged, recorded)
     if error and log and not cause_known:
         error += "\n" + log[-2000:]
     passed = sum(r["passed"] for r in records)
@@ -625,7 +628,8 @@ def claims_page(root: Path) -> tuple[str, int, int]:
 def compare(first: Path, second: Path) -> tuple[str, int]:
     """Two result sets — folders of ``<chapter>.json``, e.g. ``results`` and
     ``results/seed-1`` — side by side: each claim's value and verdict in both, then the
-    asserted claims whose verdict flipped. Returns the text and the number of flips."""
+    asserted claims whose verdict flipped or that one side did not measure. Returns the
+    text and the number of those."""
     def chapters(folder: Path) -> dict[str, dict[str, dict]]:
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder of results")
@@ -648,9 +652,9 @@ def compare(first: Path, second: Path) -> tuple[str, int]:
             kind = claims.kind_of(x or y)
             label = claim_id + (" (expectation)" if kind == "expectation" else "")
             lines.append(f"{label:52} {state(x):>24} {state(y):>24}")
-            if kind == "asserted" and x is not None and y is not None and x["passed"] != y["passed"]:
-                flips.append(f"  {claim_id}: {state(x)} → {state(y)}")
-    lines.append(f"{len(flips)} asserted claim(s) flipped" + (":" if flips else ""))
+            if kind == "asserted" and (x is None or y is None or x["passed"] != y["passed"]):
+                flips.append(f"  {claim_id}: {state(x)} → {state(y)}")  # unmeasured on one side counts
+    lines.append(f"{len(flips)} asserted claim(s) flipped or measured on one side only" + (":" if flips else ""))
     return "\n".join(lines + flips), len(flips)
 
 

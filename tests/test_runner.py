@@ -269,6 +269,20 @@ def test_another_seed_runs_apart_from_the_book_and_compare_lists_the_flips(root,
     assert flips == 1 and "s/x: 0 holds → 1 FAILS" in text
     capsys.readouterr()
     assert cli.main(["compare", str(root / "results"), str(root / "results")]) == 0
-    assert "0 asserted claim(s) flipped" in capsys.readouterr().out
+    assert "0 asserted claim(s) flipped or measured on one side only" in capsys.readouterr().out
     assert cli.main(["--root", str(root), "clean"]) == 0
     assert not (root / "results" / "seed-1").exists()
+
+
+def test_a_replicate_that_fails_still_publishes_its_verdicts_and_compare_counts_the_unmeasured(root):
+    code = ('import nblib\nnblib.setup("03_seeded", profile, seed)\n'
+            'nblib.claim("s/x", float(seed), "<", 0.5)\nnblib.claim("s/y", 1.0, ">", 0.5)')
+    make_notebook(root / "notebooks" / "03_seeded.ipynb", code)
+    assert runner.run(root, ["03"], "quick", 300, False)[0].ok
+    (failed,) = runner.run(root, ["03"], "quick", 300, False, seed=1)
+    assert not failed.ok and "s/x" in failed.error  # asserted at quick: the chapter stops at s/x
+    apart = root / "results" / "seed-1"
+    assert [r["id"] for r in json.loads((apart / "03_seeded.json").read_text())] == ["s/x"]
+    assert not (apart / "03_seeded.key").exists()  # it runs again next time
+    text, flips = runner.compare(root / "results", apart)
+    assert flips == 2 and "s/y: 1 holds → (not measured)" in text
