@@ -159,6 +159,9 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.
     if activations.dim() != 4:
         raise ValueError(f"Grad-CAM needs a convolutional layer's N × K × h × w output, got "
                          f"{tuple(activations.shape)}")
+    if activations.shape[2] * activations.shape[3] == 1:  # a pooled 1 × 1 map: the upsampled CAM is constant
+        raise ValueError("Grad-CAM needs a layer with spatial extent (h × w > 1), got a 1 × 1 output: take the "
+                         "last convolutional block's output, before global pooling")
     grads = torch.autograd.grad(scores.sum(), activations)[0]
     cam = F.relu((grads.mean(dim=(2, 3), keepdim=True) * activations).sum(1, keepdim=True)).detach()
     if upsample:

@@ -73,9 +73,10 @@ def test_smoothgrad_agrees_with_captum_noise_tunnel(digit_cnn):
 
 def test_grad_cam_matches_captum_layer_grad_cam(digit_cnn):
     model, x, y = digit_cnn
-    layer = model[-3]  # the last ReLU, before global pooling
+    layer = model[-4]  # the last ReLU, before global pooling: 7 × 7
     ours = saliency.grad_cam(model, x, y, layer, upsample=False)
     theirs = LayerGradCam(model, layer).attribute(x, target=y, relu_attributions=True)
+    assert ours.shape == (len(x), 1, 7, 7)
     torch.testing.assert_close(ours, theirs)
     assert saliency.grad_cam(model, x, y, layer).shape == (len(x), 1, 28, 28)
 
@@ -125,6 +126,8 @@ def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
         saliency.gradient(model, x[:2], torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="inside model"):
         saliency.grad_cam(model, x[:2], y[:2], torch.nn.Conv2d(1, 1, 1))
+    with pytest.raises(ValueError, match="spatial extent"):  # the global pooling's 1 × 1 map
+        saliency.grad_cam(model, x[:2], y[:2], model[-3])
     with pytest.raises(ValueError, match="NaN"):
         saliency.integrated_gradients(model, x[:2] * float("nan"), y[:2])
 
