@@ -345,12 +345,3 @@ def _ours(record: dict) -> str:
 def md_cell(text: str) -> str:
     """Text safe inside a Markdown table cell (MyST reads $…$ as maths)."""
     return text.replace("|", "\\|").replace("$", "\\$")
-
-
-def summary(chapter: str | None = None):
-    """The claims recorded for `chapter` (default: the running one) as a table."""
-    import pandas as pd
-
-    records = [r | {"ref": paper_beside_ours(r)} for r in read_file(results_file(chapter or config.current().chapter))]
-    columns = ["id", "statement", "value", "op", "target", "passed", "ref"]
-    return pd.DataFrame(records, columns=columns).set_index("id")
