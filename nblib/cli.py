@@ -64,6 +64,7 @@ def _cmd_clean(args) -> int:
     chapters = runner.notebooks(root)
     with runner.exclusive(root):  # only what nblib writes: $NBLIB_RESULTS may hold other files, and the lock stays
         for path in [root / "_build", results / ".staging", results / "interactive", root / "book" / "claims.md",
+                     root / "book" / runner.KEY_FINDINGS,
                      *results.glob("seed-[0-9]*"),
                      results / runner.TIMINGS, *(results / f"{nb.stem}{suffix}" for nb in chapters
                                                  for suffix in (".json", ".key")),

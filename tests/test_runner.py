@@ -286,3 +286,16 @@ def test_a_replicate_that_fails_still_publishes_its_verdicts_and_compare_counts_
     assert not (apart / "03_seeded.key").exists()  # it runs again next time
     text, flips = runner.compare(root / "results", apart)
     assert flips == 2 and "s/y: 1 holds → (not measured)" in text
+
+
+def test_key_findings_take_each_chapters_first_registered_claim(root):
+    (root / "claims").mkdir()
+    (root / "claims" / "03_reg.yml").write_text(REGISTERED)
+    make_notebook(root / "notebooks" / "03_reg.ipynb",  # measured in the other order than registered
+                  'import nblib\nnblib.setup("03_reg", profile, seed)\n'
+                  'nblib.claim("03/b", [0.7, 0.8, 0.9])\nnblib.claim("03/a", [1.0, 0.9, 0.8])')
+    runner.run(root, ["01", "03"], "smoke", 300, False)
+    rows = runner.key_findings(root).splitlines()
+    assert rows[2].startswith("| {doc}`chapters/01_ok` | ok/x |")  # a chapter without a registry: its first claim
+    assert rows[3] == "| {doc}`chapters/03_reg` | a is above 0.5 | mean 0.9 (3 seeds) | yes |"
+    assert len(rows) == 4  # 02_bad recorded nothing: no row
