@@ -183,8 +183,9 @@ def attack_stats(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torc
     """Success rate, mean L2 and L∞ perturbation, and mean confidence of the adversarial
     predictions (in the predicted class, or in the target class when `targeted`).
 
-    Args: `x` the clean images and `x_adv` the attacked ones (N × C × H × W); `y` int64
-    labels (N,), the target classes when `targeted`.
+    Args: `model` maps images to N × classes logits (run in eval mode, on its device); `x` the clean
+    images and `x_adv` the attacked ones (N × C × H × W); `y` int64 labels (N,), the target classes
+    when `targeted`.
     Returns: ``{"success", "accuracy", "l2", "linf", "confidence"}``, floats (means over N)."""
     x, x_adv, y = to_model_device(model, x, x_adv, y)
     with _eval_mode(model):
@@ -202,7 +203,12 @@ def accuracy_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    attack: Callable[..., torch.Tensor] | None = None, **settings) -> float:
     """The accuracy of `model` on the images ``attack(model, x, y, **settings)`` crafts (e.g.
     `fgsm`, `pgd`), or on `x` itself when `attack` is None (clean, or images perturbed
-    beforehand). Example: ``accuracy_under(net, x, y, pgd, eps=0.3, alpha=0.01, steps=40)``."""
+    beforehand).
+
+    Args: `x` N × C × H × W images in [0, 1]; `y` int64 labels (N,); `attack` a function
+    ``(model, x, y, **settings) -> x_adv``; `settings` its keyword arguments.
+    Returns: the accuracy, a float in [0, 1].
+    Example: ``accuracy_under(net, x, y, pgd, eps=0.3, alpha=0.01, steps=40)``."""
     images = x if attack is None else attack(model, x, y, **settings)
     return attack_stats(model, x, images, y)["accuracy"]
 
@@ -210,7 +216,12 @@ def accuracy_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values: list[float],
                    attack: Callable[..., torch.Tensor] = pgd, **settings) -> list[float]:
     """`accuracy_under` the attack at each ε of `eps_values`, in order; at ε = 0 the attack
-    has nowhere to go, so that point is the clean accuracy (and draws no random start)."""
+    has nowhere to go, so that point is the clean accuracy (and draws no random start).
+
+    Args: `x`, `y` as in `accuracy_under`; `eps_values` the ε to try; `attack` called as
+    ``attack(model, x, y, eps=ε, **settings)``.
+    Returns: a list of floats, one accuracy per ε.
+    Example: ``accuracy_curve(net, x, y, [0, 0.1, 0.2], pgd, alpha=0.01, steps=40)``."""
     return [accuracy_under(model, x, y, attack, eps=eps, **settings) if eps else accuracy_under(model, x, y)
             for eps in eps_values]
 
@@ -218,7 +229,11 @@ def accuracy_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_value
 def transfer_matrix(models: dict[str, nn.Module], attack: Callable[[nn.Module, torch.Tensor, torch.Tensor],
                     torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> pd.DataFrame:
     """Untargeted success of examples crafted on each model (rows) against every model
-    (columns); the diagonal is the white-box success."""
+    (columns); the diagonal is the white-box success.
+
+    Args: `models` ``{name: model}``; `attack` ``(model, x, y) -> x_adv``, e.g.
+    ``functools.partial(pgd, eps=0.1)``; `x` N × C × H × W images in [0, 1]; `y` int64 labels (N,).
+    Returns: a DataFrame of success rates in [0, 1], index "crafted on", columns "evaluated on"."""
     table = {}
     for source, source_model in models.items():
         x_adv = attack(source_model, x, y)

@@ -74,7 +74,10 @@ def fingerprint(value) -> str:
     and values; a tensor's or an array's; a random generator's state; a data set's content
     id; a function's code, defaults, closure and helpers (so two schedules from one factory
     differ); else the value's repr, which must not be an address (TypeError: give the
-    object a repr that says what it is)."""
+    object a repr that says what it is).
+
+    Args: `value` a part of a key, lists, tuples, dicts and sets of them included.
+    Returns: a str that changes when the content does."""
     if isinstance(value, nn.Module):
         return hashlib.sha1(repr([(name, content_hash(t)) for name, t in value.state_dict().items()])
                             .encode()).hexdigest()[:16]
@@ -169,7 +172,10 @@ def _unkeyed_reads(parts: dict) -> dict[str, str]:
 
 def key(name: str, **parts) -> str:
     """A readable, content-addressed file stem: ``name-<sha1 of name and parts>``, the parts
-    including the globals their functions read (`_unkeyed_reads`)."""
+    including the globals their functions read (`_unkeyed_reads`).
+
+    Args: `name` the readable prefix; `parts` what the result depends on, each by `fingerprint`.
+    Returns: the stem, a str (``name-`` and 16 hex digits)."""
     return _stem(name, parts, _unkeyed_reads(parts))
 
 
@@ -189,18 +195,28 @@ def _stem_and_seed(name: str, **parts) -> tuple[str, int]:
 
 
 def path_for(stem: str) -> Path:
+    """The file of a stem: ``<cache dir>/models/<stem>.pt``, the folder created if missing.
+
+    Args: `stem` from `key`.
+    Returns: a Path (the file may not exist)."""
     folder = config.cache_dir() / "models"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{stem}.pt"
 
 
 def save(path: Path, payload: dict) -> None:
-    """Write atomically (`config.write_atomic`)."""
+    """Write atomically (`config.write_atomic`).
+
+    Args: `path` the file; `payload` a dict that ``torch.load(weights_only=True)`` can read back
+    (tensors, numbers, strings, lists, dicts)."""
     config.write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load(path: Path) -> dict | None:
-    """The stored payload, or None (with a warning) when the file is missing or unreadable."""
+    """The stored payload, or None (with a warning) when the file is missing or unreadable.
+
+    Args: `path` a cache file.
+    Returns: the payload dict, its tensors on the CPU, or None."""
     if not path.exists():
         return None
     try:
@@ -236,6 +252,12 @@ def train_or_load(name: str, model: nn.Module, train_fn: Callable[[nn.Module], d
 
     Training is seeded from the key, and the random state afterwards is the same whether
     the model was trained or loaded, so a warm re-run builds the same later models.
+
+    Args: `name` a readable prefix of the file; `model` the module to train or fill (its repr and
+    starting weights are part of the key); `train_fn` trains it in place; `device` where it ends
+    (default: `pick_device()`); `parts` whatever else the training depends on (settings, data ids),
+    keyed by `fingerprint`.
+    Returns: the extras, as `train_fn` returned them or as stored (tensors then on the CPU).
     """
     stem, seed = _stem_and_seed(name, model=repr(model), start=fingerprint(model), **parts)
     path = path_for(stem)
@@ -287,6 +309,7 @@ def memo(name: str, compute: Callable[[], object], **parts):
 
     Args: `name` a readable prefix of the file; `compute` a function of no arguments;
     `parts` whatever else the result depends on (models, tensors, settings).
+    Returns: ``compute()``'s result, or the stored one (its tensors then on the CPU).
     Example: ``sweep = memo("07-sweep", lambda: attack_sweep(net, x), model=net, x=x)``."""
     stem, seed = _stem_and_seed(name, compute=compute, **parts)
     path = path_for(stem)
@@ -307,7 +330,13 @@ def memo(name: str, compute: Callable[[], object], **parts):
 def fit_cached(name: str, model: nn.Module, train: TensorSet, test: TensorSet | None = None,
                **fit_kwargs) -> History:
     """`nblib.train.fit`, through the cache: the second call with the same model, data and
-    settings loads the weights and history instead of training."""
+    settings loads the weights and history instead of training.
+
+    Args: `name` a readable prefix of the file (also the progress bar's label); `model`, `train`,
+    `test` and `fit_kwargs` as in `fit` (all but ``progress`` part of the key).
+    Returns: the `History`; `model` holds the trained weights, on ``device`` (default: `pick_device()`),
+    in eval mode.
+    Example: ``history = fit_cached("07-cnn-seed0", net, train, test, epochs=5, lr=0.05)``."""
     run = config.current()
     extras = train_or_load(
         name, model, lambda m: fit(m, train, test, desc=name, **fit_kwargs).to_dict(), device=fit_kwargs.get("device"),
@@ -321,7 +350,12 @@ def fit_together(name: str, nets: list[nn.Sequential], datasets: list[TensorSet]
     """`fit_cached` for several `nblib.mlp` regression networks of one shape at once, net i
     on ``datasets[i]`` (all on the same inputs): trained as one `models.MLPStack` with the
     same batches for all (3 to 13 times faster than one by one for the small MLPs of chapter
-    01). The trained weights are copied back into `nets`; returns one History per net."""
+    01). The trained weights are copied back into `nets`.
+
+    Args: `name` as in `fit_cached`; `nets` `nblib.mlp` networks of one shape, trained in place;
+    `datasets` one TensorSet per net, all with the same x and an N × 1 float y; `fit_kwargs` as in
+    `fit` (no test set).
+    Returns: one `History` per net, holding only its `train_loss` and the joint run's `seconds`."""
     if len(nets) != len(datasets) or not nets:
         raise ValueError(f"fit_together needs one data set per network, got {len(nets)} networks and "
                          f"{len(datasets)} data sets")

@@ -143,7 +143,8 @@ def results_file(chapter: str) -> Path:
     return config.claims_dir() / f"{chapter}.json"
 
 
-RECORD_FIELDS = {"id": str, "value": (int, float), "op": str, "target": (int, float), "passed": bool}
+RECORD_FIELDS = {"id": str, "value": (int, float), "op": str, "target": (int, float), "passed": bool,
+                 "statement": str, "ref": str, "profile": str, "device": str, "data": list}
 
 
 class ClaimsFileCorrupt(ValueError):

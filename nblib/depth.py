@@ -16,12 +16,18 @@ from torch import nn
 
 
 def tent(x: torch.Tensor) -> torch.Tensor:
-    """The tent map on [0, 1]: 2x up to 1/2, then 2(1 − x)."""
+    """The tent map on [0, 1]: 2x up to 1/2, then 2(1 − x).
+
+    Args: `x` a tensor of any shape.
+    Returns: tent(x), elementwise, x's shape."""
     return 2 * torch.minimum(x, 1 - x)
 
 
 def sawtooth(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The tent map composed `k` times: 2^(k-1) teeth on [0, 1]."""
+    """The tent map composed `k` times: 2^(k-1) teeth on [0, 1].
+
+    Args: `x` a tensor of any shape; `k` ≥ 1.
+    Returns: the sawtooth, elementwise, x's shape."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     for _ in range(k):
@@ -32,7 +38,10 @@ def sawtooth(x: torch.Tensor, k: int) -> torch.Tensor:
 def sawtooth_net(k: int) -> nn.Sequential:
     """The ReLU network, `k` hidden layers of 2 units, that computes ``sawtooth(x, k)``
     exactly on [0, 1]: each layer forms relu(t) and relu(t − 1/2), and tent(t) = 2·relu(t)
-    − 4·relu(t − 1/2) is folded into the next layer's weights."""
+    − 4·relu(t − 1/2) is folded into the next layer's weights.
+
+    Args: `k` ≥ 1.
+    Returns: an nn.Sequential of 6k + 1 float32 weights, mapping N × 1 to N × 1."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
     layers: list[nn.Module] = [nn.Linear(1, 2), nn.ReLU()]
@@ -57,7 +66,11 @@ def linear_pieces(net: nn.Module, lo: float = 0.0, hi: float = 1.0, points: int 
     """How many linear pieces a ReLU network of one input makes on [lo, hi]: one more than
     the number of places, on a grid of `points`, where some unit switches on or off (a piece
     narrower than the grid spacing is missed). The grid is offset by an irrational fraction
-    of a step and the network run in float64, so that no point lands exactly on a kink."""
+    of a step and the network run in float64, so that no point lands exactly on a kink.
+
+    Args: `net` a network of one input (N × 1) whose nonlinearities are nn.ReLU modules; it is run
+    as a float64 copy on the CPU and left untouched; `lo`, `hi` the interval; `points` the grid's size.
+    Returns: the number of pieces, an int ≥ 1."""
     if not any(isinstance(m, nn.ReLU) for m in net.modules()):
         raise ValueError("linear_pieces needs a network with nn.ReLU modules")
     net = copy.deepcopy(net).double().cpu()

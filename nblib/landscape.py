@@ -28,12 +28,17 @@ from .train import eval_mode, evaluate
 
 
 def flat(model: nn.Module) -> torch.Tensor:
-    """The model's trainable parameters as one detached vector θ (in `parameters()` order)."""
+    """The model's trainable parameters as one detached vector θ (in `parameters()` order).
+
+    Returns: θ, shape (P,), P the number of trainable parameters, on their device and dtype (a copy)."""
     return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
 
 
 def load_flat_(model: nn.Module, theta: torch.Tensor) -> nn.Module:
-    """Write the vector θ into the model's trainable parameters (in place)."""
+    """Write the vector θ into the model's trainable parameters (in place).
+
+    Args: `theta` shape (P,), as `flat` gives it, any device.
+    Returns: `model`."""
     params = [p for p in model.parameters() if p.requires_grad]
     if theta.shape != (sum(p.numel() for p in params),):
         raise ValueError(f"θ has shape {tuple(theta.shape)}, the model has {sum(p.numel() for p in params)} "
@@ -67,7 +72,11 @@ def losses_at(model: nn.Module, points: torch.Tensor, data: TensorSet, batch_siz
     """Mean loss (cross-entropy, or squared error for float targets) and accuracy of the
     model's architecture at each of the K points (K × P, or one point P) on `data`, on a
     copy of the model (the model itself is untouched). Two tensors of length K, on the
-    points' device."""
+    points' device.
+
+    Args: `points` K × P or P; `data` a non-empty TensorSet, evaluated as `nblib.train.evaluate` does
+    (squared error summed over each sample's outputs); `batch_size` per forward pass.
+    Returns: (losses, accuracies), each float32 of shape (K,); accuracies NaN for float targets."""
     if points.dim() == 1:
         points = points[None]
     if len(data) == 0 or len(points) == 0:
@@ -82,7 +91,10 @@ def losses_at(model: nn.Module, points: torch.Tensor, data: TensorSet, batch_siz
 
 
 def interpolation(theta_a: torch.Tensor, theta_b: torch.Tensor, alphas) -> torch.Tensor:
-    """The points θ(α) = (1 − α) θ_a + α θ_b, one row per α (α outside [0, 1] extrapolates)."""
+    """The points θ(α) = (1 − α) θ_a + α θ_b, one row per α (α outside [0, 1] extrapolates).
+
+    Args: `theta_a`, `theta_b` shape (P,); `alphas` a 1-D sequence or tensor of K values.
+    Returns: K × P, on θ_a's device and in its dtype."""
     alphas = torch.as_tensor(alphas, dtype=theta_a.dtype, device=theta_a.device)[:, None]
     return (1 - alphas) * theta_a + alphas * theta_b
 
@@ -90,7 +102,10 @@ def interpolation(theta_a: torch.Tensor, theta_b: torch.Tensor, alphas) -> torch
 def filter_normalised_direction(model: nn.Module, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random Gaussian direction in parameter space, each filter (each output unit's
     slice of a weight with ≥ 2 dimensions) rescaled to the norm of the same filter of the
-    model's weights; zero for biases and normalisation parameters (Li et al. 2018, §4)."""
+    model's weights; zero for biases and normalisation parameters (Li et al. 2018, §4).
+
+    Args: `generator` a CPU generator for the draws (default: the global one).
+    Returns: a float32 direction of shape (P,), laid out as `flat` lays out θ, on the model's device."""
     parts = []
     for p in model.parameters():
         if not p.requires_grad:
@@ -106,7 +121,11 @@ def filter_normalised_direction(model: nn.Module, generator: torch.Generator | N
 
 
 def plane(theta: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, a, b) -> torch.Tensor:
-    """The points θ + a_i d1 + b_j d2 of a grid, row-major (len(a) · len(b) × P)."""
+    """The points θ + a_i d1 + b_j d2 of a grid, row-major (len(a) · len(b) × P).
+
+    Args: `theta`, `d1`, `d2` shape (P,); `a`, `b` 1-D sequences or tensors of coefficients.
+    Returns: len(a) · len(b) × P, row i · len(b) + j for (a_i, b_j), on θ's device.
+    Example: ``losses_at(net, plane(flat(net), d1, d2, a, b), data)[0].reshape(len(a), len(b))``."""
     a = torch.as_tensor(a, dtype=theta.dtype, device=theta.device)
     b = torch.as_tensor(b, dtype=theta.dtype, device=theta.device)
     grid_a, grid_b = torch.meshgrid(a, b, indexing="ij")
@@ -127,7 +146,11 @@ def _loss_of_theta(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
 def hessian_eigenvalues(model: nn.Module, data: TensorSet) -> torch.Tensor:
     """All eigenvalues (ascending) of the exact Hessian of the mean loss on `data` (cross-
     entropy for class labels, squared error for float targets) at the model's weights.
-    P × P: for tiny models only (P ≤ 5,000)."""
+    P × P: for tiny models only (P ≤ 5,000).
+
+    Args: `model` with P ≤ 5,000 trainable parameters (run in eval mode); `data` a TensorSet, taken
+    in one batch.
+    Returns: P float64 eigenvalues, ascending, on `data.x`'s device."""
     theta = flat(model)
     if len(theta) > 5000:
         raise ValueError(f"the exact Hessian of {len(theta):,} parameters is too large; use top_hessian_eigenvalue")
@@ -141,7 +164,11 @@ def top_hessian_eigenvalue(model: nn.Module, data: TensorSet, iterations: int = 
                            batch_size: int = 1000) -> float:
     """The Hessian eigenvalue of largest magnitude of the mean loss on `data`, by power
     iteration on Hessian-vector products (double backward, in eval mode, in batches of
-    `batch_size`), from a seeded random start."""
+    `batch_size`), from a seeded random start.
+
+    Args: `data` a non-empty TensorSet; `iterations` ≥ 1 power steps; `seed` the start's;
+    `batch_size` samples per double backward.
+    Returns: the eigenvalue (its sign kept), a float: the Rayleigh quotient at the last step."""
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     if len(data) == 0:
@@ -170,7 +197,10 @@ def top_hessian_eigenvalue(model: nn.Module, data: TensorSet, iterations: int = 
 
 def input_jacobian_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Per input, the Frobenius norm of the Jacobian of the softmax output with respect to
-    the input (Novak et al. 2018's sensitivity measure); one value per row of `x`."""
+    the input (Novak et al. 2018's sensitivity measure); one value per row of `x`.
+
+    Args: `x` N × … inputs, N ≥ 1 (each row's Jacobian by vmap, in chunks of 256, on the model's device).
+    Returns: shape (N,), on x's device."""
     params = {name: p.detach() for name, p in model.named_parameters()}
     device = next(model.parameters()).device
 
@@ -200,11 +230,19 @@ class BezierCurve(nn.Module):
         return f"BezierCurve({self.model[0]!r})"
 
     def at(self, t) -> torch.Tensor:
-        """Points φ(t) for each t (one row each)."""
+        """Points φ(t) for each t (one row each).
+
+        Args: `t` a number, or a sequence or tensor of K numbers.
+        Returns: K × P (1 × P for a number), on the curve's device, with gradient to the bend."""
         t = torch.as_tensor(t, dtype=self.bend.dtype, device=self.bend.device).reshape(-1, 1)
         return (1 - t) ** 2 * self.theta_a + 2 * t * (1 - t) * self.bend + t ** 2 * self.theta_b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network at φ(t): t ~ U(0, 1), drawn per call, in training mode; t = 1/2 in eval mode
+        (the curve's midpoint, not the bend θ_c).
+
+        Args: `x` a batch for the architecture, any device.
+        Returns: its outputs, on x's device (the model passed in stays where it is)."""
         t = torch.rand((), device=self.bend.device) if self.training else torch.tensor(0.5, device=self.bend.device)
         return _call(self.model[0], _unflatten(self.model[0], self.at(t)[0].to(x.device)), x)
 

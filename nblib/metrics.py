@@ -32,20 +32,29 @@ def _check(logits: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """The share of samples whose largest logit is the label's."""
+    """The share of samples whose largest logit is the label's.
+
+    Args: `logits` N × classes, finite; `y` int64 labels (N,), any device.
+    Returns: a float in [0, 1]."""
     _check(logits, y)
     return (logits.argmax(1) == y.to(logits.device)).float().mean().item()
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """Mean negative log-likelihood of the labels (cross-entropy)."""
+    """Mean negative log-likelihood of the labels (cross-entropy, computed in float32).
+
+    Args: `logits` N × classes, finite; `y` int64 labels (N,).
+    Returns: a float."""
     _check(logits, y)
     return F.cross_entropy(logits.float(), y.to(logits.device)).item()
 
 
 def reliability_table(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> pd.DataFrame:
     """Per confidence bin (lo, hi]: its bounds, the number of samples, their mean
-    confidence and their accuracy (NaN for empty bins)."""
+    confidence and their accuracy (NaN for empty bins).
+
+    Args: `logits` N × classes, finite; `y` int64 labels (N,); `bins` ≥ 1 equal-width bins on [0, 1].
+    Returns: a DataFrame, one row per bin: ``lower``, ``upper``, ``count``, ``confidence``, ``accuracy``."""
     _check(logits, y)
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
@@ -61,7 +70,10 @@ def reliability_table(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> 
 
 
 def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
-    """ECE = Σ_bins (n_b / N) · |accuracy_b − confidence_b|, equal-width bins (Guo et al. use 15)."""
+    """ECE = Σ_bins (n_b / N) · |accuracy_b − confidence_b|, equal-width bins (Guo et al. use 15).
+
+    Args: as `reliability_table`.
+    Returns: a float in [0, 1]."""
     table = reliability_table(logits, y, bins)
     filled = table[table["count"] > 0]
     return float((filled["count"] * (filled["accuracy"] - filled["confidence"]).abs()).sum() / len(y))
@@ -70,7 +82,10 @@ def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor, max_iter: int = 100) -> float:
     """The temperature T > 0 that minimises the NLL of softmax(logits / T) on (logits, y),
     found by L-BFGS on log T (so T stays positive). Fit it on held-out data, never on the
-    test set."""
+    test set.
+
+    Args: `logits` N × classes, finite; `y` int64 labels (N,); `max_iter` L-BFGS iterations.
+    Returns: T, a float: the calibrated logits are ``logits / T``."""
     _check(logits, y)
     logits, y = logits.detach().float(), y.to(logits.device)
     log_t = torch.zeros((), device=logits.device, requires_grad=True)
@@ -89,7 +104,10 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, max_iter: int = 100) 
 def class_separation(features: torch.Tensor, y: torch.Tensor, sample: int = 2000, seed: int = 0) -> float:
     """Mean silhouette of the samples' feature vectors grouped by label (scikit-learn,
     Euclidean): 1 for tight, far-apart clusters, 0 for overlapping ones. On at most
-    `sample` samples, drawn with `seed` (the score costs O(N²))."""
+    `sample` samples, drawn with `seed` (the score costs O(N²)).
+
+    Args: `features` N × D, any device (detached); `y` labels (N,), at least two classes among them.
+    Returns: a float in [−1, 1]."""
     from sklearn.metrics import silhouette_score
 
     if features.dim() != 2 or len(features) != len(y):
@@ -104,6 +122,10 @@ def over_seeds(runs: pd.DataFrame, by: str, columns: str | list[str] | None = No
     """One row per value of `by` (in order of appearance): `stats` of each of `columns`
     (default: every column but `by` and ``seed``) over the runs, one per seed. A single
     column name gives the stats as columns; a list gives (column, stat) columns.
+
+    Args: `runs` one row per run; `by` the column to group by; `columns` one name or a list;
+    `stats` pandas aggregation names.
+    Returns: a DataFrame indexed by the values of `by`.
     Example: ``over_seeds(runs, "model", ["test accuracy"])``."""
     if by not in runs.columns:
         raise ValueError(f"no column {by!r} to group by; the runs have {', '.join(map(str, runs.columns))}")

@@ -15,7 +15,9 @@ from torch import nn
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of trainable parameters."""
+    """Number of trainable parameters (those with ``requires_grad``).
+
+    Returns: an int."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
@@ -25,6 +27,11 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, dropout: float 
 
     Inputs are flattened first, so the same MLP takes points (N×d) or images (N×C×H×W).
     ``net[:-1]`` computes the last hidden layer's features.
+
+    Args: `sizes` ``[inputs, hidden..., outputs]``; `activation` a module class, built with no
+    arguments; `dropout` in [0, 1).
+    Returns: an nn.Sequential (nn.Flatten first).
+    Shape: N × … (flattened to N × sizes[0]) → N × sizes[-1].
     """
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -39,7 +46,8 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, dropout: float 
 def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
         hidden: int = 0, global_pool: bool = True, bn: bool = True) -> nn.Sequential:
     """A plain CNN: one 3×3 conv + BN + ReLU block per entry of `channels`, 2×2 max-pooling
-    in each of the first two blocks (and every later second one), then global average
+    in each of the first two blocks (and every later second one) while the map is at least
+    4 pixels wide, then global average
     pooling (or, with ``global_pool=False``, the flattened feature map), an optional hidden
     linear layer, and the classifier. ``bn=False`` drops batch normalisation (the
     convolutions then have biases).
@@ -47,7 +55,12 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
     A pooled block is conv → max-pool → BN → ReLU: pooling commutes with ReLU and with
     BN's per-channel scaling (when positive), and pooling first leaves BN and ReLU a
     quarter of the work — 1.6× faster training on a 2-core CPU for ``cnn([16, 32, 64])``
-    (10.1k against 6.3k samples/s, with in-place ReLU)."""
+    (10.1k against 6.3k samples/s, with in-place ReLU).
+
+    Args: `channels` one entry per block; `in_channels`, `image_size` the input's (the size decides
+    the pooling and, with ``global_pool=False``, the classifier's input); `hidden` units (0 = none).
+    Returns: an nn.Sequential.
+    Shape: N × in_channels × image_size × image_size → N × num_classes."""
     layers: list[nn.Module] = []
     size = image_size
     for i, (n_in, n_out) in enumerate(itertools.pairwise([in_channels, *channels])):
@@ -68,7 +81,10 @@ def cnn(channels: list[int], num_classes: int = 10, in_channels: int = 1, image_
 def strided_cnn(num_classes: int = 10) -> nn.Sequential:
     """Wong et al. 2020's MNIST network for fast adversarial training: two 4×4 stride-2
     convolutions (16 and 32 channels, no pooling, no BN), a 100-unit hidden layer; 28×28
-    grey images in."""
+    grey images in.
+
+    Returns: an nn.Sequential.
+    Shape: N × 1 × 28 × 28 → N × num_classes."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, num_classes))
@@ -93,6 +109,9 @@ class ResidualBlock(nn.Module):
             self.skip = nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride, bias=not bn), norm(n_out))
 
     def forward(self, x):
+        """ReLU(body(x) + skip(x)), or ReLU(body(x)) without the skip connection.
+
+        Shape: N × n_in × H × W → N × n_out × ⌈H / stride⌉ × ⌈W / stride⌉."""
         return (self.body(x) if self.skip is None else self.body(x) + self.skip(x)).relu()
 
 
@@ -115,6 +134,10 @@ class ResNet(nn.Module):
         self.classifier = nn.Linear(channels[-1], num_classes)
 
     def forward(self, x, return_features: bool = False):
+        """Logits, and with ``return_features=True`` also the pooled features.
+
+        Returns: logits, or (logits, features).
+        Shape: N × in_channels × H × W → N × num_classes (features N × channels[-1])."""
         features = self.features(x)
         out = self.classifier(features)
         return (out, features) if return_features else out
@@ -124,6 +147,10 @@ def match_params(build: Callable[[int], nn.Module], target: int, max_width: int 
     """The model ``build(width)`` whose parameter count is closest to `target`.
 
     `build` must grow with width; the width is found by bisection.
+
+    Args: `build` a function width → model, for widths 1 … `max_width`; `target` a parameter count.
+    Returns: a new model, ``build(width)`` at the best width (ValueError when no width reaches `target`).
+    Example: ``match_params(lambda w: mlp([784, w, w, 10]), count_params(cnn([16, 32])))``.
     """
     lo, hi = 1, max_width
     while hi - lo > 1:
@@ -167,6 +194,7 @@ class MLPStack(nn.Module):
 
     @property
     def copies(self) -> int:
+        """The number of networks stacked (an int)."""
         return self.weights[0].shape[1]
 
     @property
@@ -175,7 +203,10 @@ class MLPStack(nn.Module):
         return [getattr(self, f"mask{i}") for i in range(len(self.weights))]
 
     def set_masks_(self, layer_masks: list[torch.Tensor]) -> MLPStack:
-        """Set the masks (shaped like the weights) and zero the masked weights, in place."""
+        """Set the masks (shaped like the weights) and zero the masked weights, in place.
+
+        Args: `layer_masks` one per layer, ``in × copies × out`` (1 = kept, 0 = masked).
+        Returns: the stack."""
         with torch.no_grad():
             for w, mask, new in zip(self.weights, self.masks, layer_masks, strict=True):
                 mask.copy_(new)
@@ -183,14 +214,19 @@ class MLPStack(nn.Module):
         return self
 
     def mask_gradients_(self) -> MLPStack:
-        """Zero the gradients of masked weights (call between `backward` and the step); returns the stack."""
+        """Zero the gradients of masked weights (call between `backward` and the step); every weight
+        must have a ``.grad``.
+
+        Returns: the stack."""
         for w, mask in zip(self.weights, self.masks, strict=False):
             w.grad.mul_(mask)
         return self
 
     def take_(self, other: MLPStack, which: torch.Tensor) -> MLPStack:
-        """Copy, in place, the weights of the copies where `which` (bool, per copy) is true
-        from `other`; returns the stack."""
+        """Copy, in place, the weights and biases of the copies where `which` is true from `other`.
+
+        Args: `other` a stack of the same shape; `which` bool, shape (copies,), on the stack's device.
+        Returns: the stack."""
         with torch.no_grad():
             for mine, theirs in zip(self.weights, other.weights, strict=False):
                 mine.copy_(torch.where(which.view(1, -1, 1), theirs, mine))
@@ -199,6 +235,9 @@ class MLPStack(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Every copy's outputs (ReLU between layers, none after the last).
+
+        Shape: N × … (flattened to N × in) → copies × N × out."""
         w0 = self.weights[0]
         h = (x.flatten(1) @ w0.flatten(1)).unflatten(1, w0.shape[1:]).transpose(0, 1) + self.biases[0].unsqueeze(1)
         for w, b in zip(self.weights[1:], self.biases[1:], strict=False):
@@ -206,7 +245,9 @@ class MLPStack(nn.Module):
         return h
 
     def unstack(self) -> list[nn.Sequential]:
-        """The copies as ordinary `nblib.mlp` networks."""
+        """The copies as ordinary `nblib.mlp` networks.
+
+        Returns: `copies` new ``mlp(sizes)`` networks (ReLU, no dropout), float32, on the CPU."""
         sizes = [self.weights[0].shape[0]] + [w.shape[2] for w in self.weights]
         nets = [mlp(sizes) for _ in range(self.copies)]
         with torch.no_grad():

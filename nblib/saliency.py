@@ -72,7 +72,7 @@ def gradient(model: nn.Module, x: torch.Tensor, target: torch.Tensor, absolute: 
     """Simonyan et al. 2014's saliency: the gradient of the target class's score (logit)
     with respect to the input, |∂S_c/∂x| by default (captum's ``Saliency``).
 
-    Args: `x` N × C × H × W images; `target` int64 classes (N,).
+    Args: `x` N × C × H × W images; `target` int64 classes (N,); ``absolute=False`` keeps the sign.
     Returns: attributions of x's shape, on x's device.
     Example: ``single_map = gradient(net, x, y).amax(1, keepdim=True)``."""
     xd, td = _check(model, x, target)
@@ -86,9 +86,11 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor, samples:
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Smilkov et al. 2017: the mean gradient over `samples` copies of each image with
     Gaussian noise of σ = `noise_level` × (max − min of that image) added (their 10–20%
-    recommended). ``absolute=True`` averages |gradient| instead (the absolute-value maps
-    the paper displays).
-    The noisy copies are evaluated `batch_size` at a time; `generator` draws the noise.
+    recommended).
+
+    Args: `x` N × C × H × W images; `target` int64 classes (N,); `samples` ≥ 1; `noise_level` ≥ 0;
+    ``absolute=True`` averages |gradient| instead (the absolute-value maps the paper displays);
+    `batch_size` noisy copies per pass; `generator` (a CPU one) draws the noise.
     Returns: attributions of x's shape (N × C × H × W), on x's device."""
     if samples < 1 or not noise_level >= 0:
         raise ValueError(f"samples must be ≥ 1 and noise_level ≥ 0, got {samples} and {noise_level}")
@@ -110,7 +112,12 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
     """Sundararajan et al. 2017: (x − x′) times the path integral of the gradient along the
     straight line from the baseline x′ (default: black, zeros) to x, by the trapezoid rule
     on `steps` intervals (captum's ``method="riemann_trapezoid"`` with steps + 1 points
-    weighs them by 1/(steps + 1), so its result is ours times steps/(steps + 1))."""
+    weighs them by 1/(steps + 1), so its result is ours times steps/(steps + 1)).
+
+    Args: `x` N × C × H × W images; `target` int64 classes (N,); `baseline` x′, finite, broadcastable
+    to x's shape (e.g. C × H × W); `steps` ≥ 1; `batch_size` path images per pass.
+    Returns: attributions of x's shape, on x's device.
+    Example: ``ig = integrated_gradients(net, x, y, steps=64); completeness_gap(net, x, y, ig)``."""
     if steps < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     xd, td = _check(model, x, target)
@@ -131,7 +138,11 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
 def completeness_gap(model: nn.Module, x: torch.Tensor, target: torch.Tensor, attributions: torch.Tensor,
                      baseline: torch.Tensor | None = None) -> torch.Tensor:
     """Per image, Σ attributions − (S_c(x) − S_c(x′)): zero for exact integrated gradients
-    (their completeness axiom); the quadrature leaves a small gap."""
+    (their completeness axiom); the quadrature leaves a small gap.
+
+    Args: `x`, `target`, `baseline` as given to `integrated_gradients`; `attributions` its output
+    (N × …, summed per image).
+    Returns: shape (N,), on x's device."""
     xd, td = _check(model, x, target)
     base = torch.zeros_like(xd) if baseline is None else _finite(baseline, "baseline").to(xd.device).expand_as(xd)
     with eval_mode(model):
@@ -144,7 +155,12 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, layer: nn.
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), where A^k are `layer`'s output channels and
     α_k the spatial mean of ∂S_c/∂A^k (A: the layer's output at its last call in the
     forward pass). N × 1 × h × w at the layer's resolution, or
-    bilinearly upsampled to the input's H × W (``upsample=True``)."""
+    bilinearly upsampled to the input's H × W (``upsample=True``).
+
+    Args: `x` N × C × H × W images; `target` int64 classes (N,); `layer` a module inside `model`
+    whose output is N × K × h × w with h · w > 1 (the last convolutional block, before pooling).
+    Returns: N × 1 × H × W maps ≥ 0 (N × 1 × h × w when not `upsample`), on x's device.
+    Example: ``cam = grad_cam(resnet, x, y, layer=resnet.features[-3])`` (a `models.ResNet`'s last block)."""
     xd, td = _check(model, x, target)
     if not any(m is layer for m in model.modules()):
         raise ValueError("layer must be a module inside model (e.g. model.features[-1])")
@@ -191,8 +207,14 @@ def _probability_curve(model: nn.Module, start: torch.Tensor, finish: torch.Tens
 def deletion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, saliency: torch.Tensor,
                    steps: int = 20, fill: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Petsiuk et al. 2018's deletion: the target class's probability as the most salient
-    pixels are set to `fill`, a fraction 0, 1/steps, …, 1 at a time. Returns (fractions,
-    N × (steps + 1) probabilities); a faithful map makes the probability fall fast."""
+    pixels are set to `fill`, a fraction 0, 1/steps, …, 1 at a time; a faithful map makes
+    the probability fall fast.
+
+    Args: `x` N × C × H × W images; `target` int64 classes (N,); `saliency` N × C′ × H × W maps (any C′,
+    e.g. Grad-CAM's 1: pixels ranked by |saliency| summed over channels); `steps` the number of
+    intervals; `fill` a finite value.
+    Returns: (fractions, shape (steps + 1,); probabilities, N × (steps + 1)), both on x's device.
+    Example: ``fractions, curve = deletion_curve(net, x, y, gradient(net, x, y)); auc(fractions, curve)``."""
     xd, td = _check(model, x, target)
     if not math.isfinite(fill):
         raise ValueError(f"fill must be a finite pixel value, got {fill}")
@@ -206,7 +228,10 @@ def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sal
     """Petsiuk et al. 2018's insertion: the most salient pixels of `x` pasted into `start`
     (default: a copy of x blurred with σ = 5 pixels; the paper blurs 224-pixel images with
     σ = 5 too, which is a much weaker blur at that size) a fraction at a time; a faithful
-    map makes the probability rise fast."""
+    map makes the probability rise fast.
+
+    Args: as `deletion_curve`; `start` finite images of x's shape (the default blur needs H, W > 10).
+    Returns: (fractions, shape (steps + 1,); probabilities, N × (steps + 1)), both on x's device."""
     xd, td = _check(model, x, target)
     start = blur(xd) if start is None else _finite(start, "start")
     fractions = torch.linspace(0, 1, steps + 1, device=x.device)
@@ -215,7 +240,11 @@ def insertion_curve(model: nn.Module, x: torch.Tensor, target: torch.Tensor, sal
 
 
 def blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
-    """A Gaussian blur of N × C × H × W images (kernel 4σ + 1 wide, reflected edges)."""
+    """A Gaussian blur of N × C × H × W images (kernel 4σ + 1 wide, reflected edges).
+
+    Args: `x` N × C × H × W, with H and W larger than the kernel's radius, max(1, round(2σ));
+    `sigma` > 0 pixels.
+    Returns: the blurred images, x's shape, dtype and device."""
     if not (math.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma}")
     radius = max(1, round(2 * sigma))
@@ -229,12 +258,17 @@ def blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
 
 
 def auc(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:
-    """Area under each row of `curve` over `fractions` (trapezoid rule)."""
+    """Area under each row of `curve` over `fractions` (trapezoid rule).
+
+    Args: `fractions` shape (S,); `curve` … × S, e.g. N × S.
+    Returns: shape …, e.g. (N,), on curve's device."""
     return torch.trapezoid(curve, fractions.to(curve.device), dim=-1)
 
 
 def parametrised_layers(model: nn.Module) -> list[nn.Module]:
-    """The modules that hold weights of their own, in forward-definition order."""
+    """The modules that hold parameters of their own, in `model.modules()` (registration) order.
+
+    Returns: a list of modules (the model's own, not copies)."""
     return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
 
 
@@ -244,7 +278,11 @@ def randomised_copy(model: nn.Module, top: int, generator: torch.Generator | Non
     time from the logits down: with the same `generator` seed, the copy for top = k + 1
     has the same new weights as the copy for k in its top k layers (the cascade is
     cumulative). The new weights are drawn on the CPU from a forked RNG, so no global
-    random state changes; the copy ends on the model's device. The model is untouched."""
+    random state changes; the copy ends on the model's device. The model is untouched.
+
+    Args: `top` in 0 … len(`parametrised_layers(model)`) (0: an exact copy); `generator` (a CPU one)
+    seeds the new weights; without one they come from, and advance, the global RNG.
+    Returns: the new module."""
     layers = parametrised_layers(model)
     if not 0 <= top <= len(layers):
         raise ValueError(f"top must lie in 0 … {len(layers)} (the parametrised layers), got {top}")
@@ -286,9 +324,13 @@ def class_model(model: nn.Module, target: torch.Tensor, start: torch.Tensor, ste
     mean absolute value (per image, as DeepDream does) makes `lr` the mean change of a
     pixel value per step, so that one `lr` suits every class. `lr`, `decay` and
     `blur_every` may be given per image, so that one batch runs a whole sweep of settings.
-    Returns the images after each step listed in `record` and after the last, as
-    {step: N × C × H × W}, on `start`'s device; the model's mode is restored and its
-    parameters' gradients left untouched."""
+    The model's mode is restored and its parameters' gradients left untouched.
+
+    Args: `target` int64 classes (N,); `start` N × C × H × W in [0, 1]; `steps` ≥ 1; `lr` > 0,
+    `decay` in [0, 1) and `blur_every` (whole, ≥ 0) one value or one per image; `blur_sigma` > 0;
+    `jitter` ≥ 0 pixels; `record` steps in 1 … `steps`; `generator` (a CPU one) draws the shifts.
+    Returns: ``{step: N × C × H × W}``, the images after each step listed in `record` and after the
+    last, on `start`'s device."""
     x, target = _check(model, start, target)
     if x.min() < 0 or x.max() > 1:
         raise ValueError("start images must have pixels in [0, 1]")
@@ -326,7 +368,10 @@ def rank_correlation(maps_a: torch.Tensor, maps_b: torch.Tensor) -> torch.Tensor
     """Spearman's rank correlation between two maps of each image (N × …, flattened per
     image; ties get their average rank, as `scipy.stats.spearmanr` gives them), N values;
     NaN where a map is constant (e.g. an all-zero Grad-CAM), where no correlation exists.
-    Adebayo et al. 2018 compare absolute maps this way."""
+    Adebayo et al. 2018 compare absolute maps this way.
+
+    Args: `maps_a`, `maps_b` N × … of the same shape, any device (ranked on the CPU).
+    Returns: float32 of shape (N,), on `maps_a`'s device."""
     from scipy.stats import rankdata
 
     if maps_a.shape != maps_b.shape:

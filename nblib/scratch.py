@@ -30,10 +30,17 @@ class Affine:
         self.grads: dict[str, np.ndarray] = {}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``x W + b``, remembering `x` for `backward`.
+
+        Shape: N × in → N × out."""
         self._x = x
         return x @ self.params["W"] + self.params["b"]
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Store ``grads`` (``W`` in × out, ``b`` (out,)) and return the gradient with respect to the input.
+
+        Args: `dout` N × out, the loss's gradient with respect to the last `forward`'s output.
+        Returns: N × in."""
         self.grads = {"W": self._x.T @ dout, "b": dout.sum(0)}
         return dout @ self.params["W"].T
 
@@ -46,16 +53,21 @@ class ReLU:
         self.grads: dict[str, np.ndarray] = {}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        """``max(0, x)``, remembering where x > 0; x's shape."""
         self._positive = x > 0
         return x * self._positive
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
+        """`dout` (the last `forward`'s output's shape) zeroed where that input was ≤ 0."""
         return dout * self._positive
 
 
 def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean cross-entropy of softmax(scores) (N×C) against labels `y` (N ints), and its
-    gradient with respect to the scores: ``(softmax − one_hot(y)) / N``."""
+    gradient with respect to the scores: ``(softmax − one_hot(y)) / N``.
+
+    Args: `scores` N × C; `y` integer classes (N,) in 0 … C − 1 (not checked here).
+    Returns: (the loss, a float; its gradient, N × C)."""
     shifted = scores - scores.max(1, keepdims=True)  # the same softmax, without overflow
     log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
     rows = np.arange(len(y))
@@ -84,14 +96,19 @@ class Network:
         return self
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """Class scores (N×C) for a batch of flattened inputs (N×D)."""
+        """Class scores (N×C) for a batch of flattened inputs (N×D); each layer keeps what its
+        `backward` needs."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
     def loss(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
         """Loss on the batch, the gradient of every parameter (by `params` name), and the
-        gradient with respect to the input ``x``."""
+        gradient with respect to the input ``x``.
+
+        Args: `x` N × D finite inputs; `y` integer classes (N,) in 0 … C − 1 (both checked).
+        Returns: (mean cross-entropy + ``reg / 2 · Σ W²``, a float; ``{name: gradient}`` shaped like
+        the parameters; the input's gradient, N × D)."""
         _check_batch(x, y, self.layers[0].params["W"].shape[0], self.layers[-1].params["W"].shape[1])
         data_loss, dout = softmax_cross_entropy(self.scores(x), y)
         for layer in reversed(self.layers):
@@ -104,20 +121,30 @@ class Network:
         return data_loss + penalty, grads, dout
 
     def predict(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Predicted classes, in batches."""
+        """Predicted classes, in batches.
+
+        Args: `x` N × D; `batch_size` rows per batch.
+        Returns: integer classes, shape (N,)."""
         return np.concatenate([self.scores(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The share of rows of `x` (N × D) whose predicted class is `y`'s (N,): a float in [0, 1]."""
         return float((self.predict(x) == y).mean())
 
 
 def softmax_classifier(n_in: int, n_classes: int, reg: float = 0.0, seed: int = 0) -> Network:
-    """A linear classifier on the raw inputs (small random weights, std 0.001)."""
+    """A linear classifier on the raw inputs (small random weights, std 0.001).
+
+    Args: `n_in` inputs; `n_classes`; `reg` the L2 strength; `seed` of the weights.
+    Returns: a float32 `Network` of one `Affine` layer."""
     return Network([Affine(n_in, n_classes, np.random.default_rng(seed), std=1e-3)], reg)
 
 
 def two_layer_net(n_in: int, hidden: int, n_classes: int, reg: float = 0.0, seed: int = 0) -> Network:
-    """affine → ReLU → affine."""
+    """affine → ReLU → affine, He-initialised weights, zero biases.
+
+    Args: `n_in` inputs; `hidden` units; `n_classes`; `reg` the L2 strength; `seed` of the weights.
+    Returns: a float32 `Network`."""
     rng = np.random.default_rng(seed)
     return Network([Affine(n_in, hidden, rng), ReLU(), Affine(hidden, n_classes, rng)], reg)
 
@@ -125,8 +152,10 @@ def two_layer_net(n_in: int, hidden: int, n_classes: int, reg: float = 0.0, seed
 def _check_batch(x: np.ndarray, y: np.ndarray, n_in: int, n_classes: int) -> None:
     if x.ndim != 2 or x.shape[1] != n_in:
         raise ValueError(f"x must be N × {n_in} (flattened inputs), got shape {x.shape}")
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must hold one integer class per row of x ({len(x)}), got {y.dtype} of shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer):  # a wrong dtype is a TypeError here as in every module
+        raise TypeError(f"y must hold integer classes, got {y.dtype}")
+    if y.shape != (len(x),):
+        raise ValueError(f"y must hold one integer class per row of x ({len(x)}), got shape {y.shape}")
     if len(y) and not 0 <= y.min() <= y.max() < n_classes:
         raise ValueError(f"y must hold classes 0..{n_classes - 1}, got {y.min()} to {y.max()}")
     if not np.isfinite(x).all():
@@ -150,7 +179,11 @@ def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batc
     """Plain minibatch SGD, in place: ``W ← W − lr · dW`` on each batch (drawn without
     replacement, a new order each epoch), the learning rate multiplied by `lr_decay` after
     every epoch. `steps`, if given, stops after that many updates (to compare batch sizes at
-    an equal number of updates). Validation accuracy after every epoch if `val` is given."""
+    an equal number of updates). Validation accuracy after every epoch if `val` is given.
+
+    Args: `net` trained in place; `x` N × D inputs; `y` integer classes (N,); `epochs` ≥ 1; `lr` > 0;
+    `lr_decay` > 0; `seed` draws the batches; `val` an (x, y) pair.
+    Returns: an `SGDRun`. Raises: FloatingPointError when the loss stops being finite."""
     _check_batch(x, y, net.layers[0].params["W"].shape[0], net.layers[-1].params["W"].shape[1])
     if epochs < 1 or batch_size < 1 or not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"need epochs >= 1, batch_size >= 1 and a finite lr > 0, got {epochs}, {batch_size}, {lr}")
@@ -187,7 +220,12 @@ def grad_check(f: Callable[[], float], params: dict[str, np.ndarray], grads: dic
     """Largest relative error, per parameter, between the analytic gradients `grads` and
     centred finite differences ``(f(p + h) − f(p − h)) / 2h`` of the scalar ``f()``, which
     must read the (float64) arrays of `params`, perturbed here in place one entry at a
-    time and restored. Relative error: ``|a − n| / max(|a| + |n|, 1e-12)``."""
+    time and restored. Relative error: ``|a − n| / max(|a| + |n|, 1e-12)``.
+
+    Args: `f` a function of no arguments giving the loss; `params` ``{name: array}``; `grads`
+    ``{name: analytic gradient}`` for the same names; `h` the step.
+    Returns: ``{name: largest relative error}``, floats.
+    Example: ``net.astype_(np.float64); grad_check(lambda: net.loss(x, y)[0], net.params, net.loss(x, y)[1])``."""
     errors = {}
     for name, p in params.items():
         numeric = np.zeros_like(p)
@@ -206,6 +244,9 @@ def grad_check(f: Callable[[], float], params: dict[str, np.ndarray], grads: dic
 
 def fooling_step(net: Network, x: np.ndarray, target: np.ndarray, eps: float, low: float, high: float) -> np.ndarray:
     """One targeted step of L∞ size `eps` (Goodfellow et al.'s sign step, towards `target`):
-    ``x − eps · sign(∇ₓ loss(x, target))``, clipped to the input range [low, high]."""
+    ``x − eps · sign(∇ₓ loss(x, target))``, clipped to the input range [low, high].
+
+    Args: `x` N × D inputs; `target` integer classes (N,); `eps` the step; `low`, `high` the inputs' range.
+    Returns: the new inputs, N × D."""
     _, _, dx = net.loss(x, target)
     return np.clip(x - eps * np.sign(dx), low, high)

@@ -23,6 +23,11 @@ from .data import TensorSet
 
 @dataclass
 class History:
+    """What `fit` records: per epoch the training loss and accuracy (over the epoch's batches) and,
+    with a test set, the test loss and accuracy (accuracies NaN for regression); the training time
+    (`seconds`) and speed (`samples_per_s`); and `extra`, the lists that `watch`, an objective's
+    ``epoch_end`` and ``record_grad_norm`` add, by name."""
+
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
@@ -32,23 +37,31 @@ class History:
     extra: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The history as a plain dict, ``{field: value}`` (lists copied): what the cache stores."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
+        """The inverse of `to_dict`: `d` holds every field (missing ones take their defaults)."""
         return cls(**d)
 
 
 def to_model_device(model: nn.Module, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """The tensors moved to the model's device, where the work runs (inputs may live on the
-    CPU, the model on a GPU); the caller returns results to the input's device."""
+    CPU, the model on a GPU); the caller returns results to the input's device.
+
+    Args: `model` a module with parameters (the first one's device is used); `tensors` any.
+    Returns: a list of the tensors in order, on that device (the same objects where already there)."""
     device = next(model.parameters()).device
     return [t.to(device) for t in tensors]
 
 
 def progress_bar(total: int, desc: str = "", enabled: bool = True):
     """tqdm: a widget in JupyterLab, plain text (updated every few seconds) when
-    ``$NBLIB_BATCH=1`` (set by ``nblib run``, so executed notebooks stay small)."""
+    ``$NBLIB_BATCH=1`` (set by ``nblib run``, so executed notebooks stay small).
+
+    Args: `total` the number of steps; `desc` the label; ``enabled=False`` shows nothing.
+    Returns: a tqdm bar, also a context manager; ``bar.update(n)`` advances it."""
     if not interactive():
         from tqdm import tqdm
         return tqdm(total=total, desc=desc, disable=not enabled, mininterval=10, ascii=True)
@@ -63,7 +76,10 @@ def _loss(out: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> t
 
 @contextmanager
 def eval_mode(model: nn.Module):
-    """Run the block with `model` in eval mode; restore its mode afterwards, even on error."""
+    """Run the block with `model` in eval mode; restore its mode afterwards, even on error.
+
+    Args: `model` any module.
+    Returns: a context manager that yields `model`."""
     was_training = model.training
     model.eval()
     try:
@@ -77,7 +93,10 @@ def channels_last(model: nn.Module, enabled: bool = True):
     """Run the block with `model`'s 4-D weights and buffers in channels-last memory order,
     then put back in contiguous order those that were: the values never change. On this
     CPU, channels-last convolutions train a `cnn([16, 32, 64])` ~1.5× and evaluate it ~3×
-    faster. Nested uses leave the outer one's order alone."""
+    faster. Nested uses leave the outer one's order alone.
+
+    Args: `model` any module; ``enabled=False`` changes nothing.
+    Returns: a context manager that yields `model`."""
     if not enabled:
         yield model
         return
@@ -110,7 +129,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, forward=No
     computed in eval mode in batches on the model's device (mode and memory order
     restored), returned on `x`'s device.
 
-    Args: `x` N × … inputs (N × C × H × W images run channels-last).
+    Args: `x` N × … inputs, any device (N × C × H × W images run channels-last); `batch_size` inputs
+    per forward pass; `forward` a function of a batch, called instead of `model`.
     Returns: N × … outputs (logits for a classifier), no gradient.
     Example: ``accuracy = (predict(net, test.x).argmax(1) == test.y).float().mean()``."""
     device = next(model.parameters()).device
@@ -123,8 +143,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, forward=No
 
 
 def evaluate(model: nn.Module, data: TensorSet, batch_size: int = 256) -> tuple[float, float]:
-    """(mean loss, accuracy) of `model` on `data`: cross-entropy for int64 labels, squared
-    error for float targets; accuracy is NaN for regression. Two floats."""
+    """(mean loss, accuracy) of `model` on `data`, computed as `predict` does (eval mode, batches).
+
+    Args: `data` a non-empty TensorSet, int64 labels (N,) or float targets N × …; `batch_size` per pass.
+    Returns: two floats: the mean over samples of the cross-entropy, or of each sample's squared error
+    summed over its outputs (float targets); the accuracy, NaN for float targets."""
     out = predict(model, data.x, batch_size)
     y = data.y.to(out.device)
     accuracy = (out.argmax(1) == y).float().mean().item() if y.dtype == torch.long else math.nan
@@ -141,7 +164,12 @@ def make_optimizer(name: str, params, lr: float, momentum: float, weight_decay: 
                    device: torch.device):
     """SGD (Nesterov momentum when `nesterov` and momentum > 0) or Adam, with torch's fused
     step where the device has one: for small networks the step dominates (0.82 → 0.45 s
-    per epoch for an MLP on this CPU)."""
+    per epoch for an MLP on this CPU).
+
+    Args: `name` ``"sgd"`` or ``"adam"``; `params` the parameters to train; `lr`, `momentum` (SGD only),
+    `weight_decay` (L2, added to the gradient) and `nesterov` (SGD only) as in torch.optim; `device` the
+    parameters' device (fused steps on ``cpu`` and ``cuda``).
+    Returns: a torch.optim.SGD or torch.optim.Adam."""
     fused = device.type in ("cpu", "cuda")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
@@ -187,7 +215,8 @@ def _check_fit(train: TensorSet, test: TensorSet | None, epochs: int, lr: float,
     if until_train_acc is not None and not 0 < until_train_acc <= 1:
         raise ValueError(f"until_train_acc must be in (0, 1], got {until_train_acc}")
     if (label_smoothing or until_train_acc is not None) and train.y.dtype != torch.long:
-        raise ValueError("label_smoothing and until_train_acc are for classification (int64 labels)")
+        raise TypeError(f"label_smoothing and until_train_acc are for classification (int64 labels), "
+                        f"got {train.y.dtype} labels")
 
 
 class StackedMSE:
@@ -239,26 +268,33 @@ def fit(model: nn.Module, train: TensorSet, test: TensorSet | None = None, epoch
     """Train `model` on `train` with mini-batch SGD (Nesterov momentum unless
     ``nesterov=False`` or ``momentum=0``) or Adam; evaluate on `test` each epoch.
 
-    `schedule` scales the learning rate per step by a function of training progress
-    p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, ``"cyclic"`` (up, then down
-    to zero: linear, peak at p = 0.4), or any callable p → factor.
-    `label_smoothing` mixes the one-hot targets with the uniform distribution (Szegedy et
-    al. 2016). With `until_train_acc`, training stops after the first epoch whose training
-    accuracy (counted on the epoch's batches, as the network learns) reaches it; the
-    schedule still runs over `epochs`, so the learning rate is that of a run that goes on.
-    Two hooks change what a step does; give them a stable repr, since the cache keys on
-    them. `perturb` maps each batch ``(model, x, y) -> x`` before the step (e.g.
-    `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
-    ``objective(model, x, y, p) -> (summed loss, outputs for accuracy)``; if it has an
-    ``epoch_end()`` method, the dict it returns is appended to ``History.extra`` (e.g.
-    `nblib.dann.DomainAdversarial`). Two more record without changing training: `watch`,
-    a function ``model -> {name: value}`` called before the first epoch and after each
-    (e.g. a snapshot of the weights), appends its values to ``History.extra`` (one more
-    than the epochs); ``record_grad_norm=True`` appends the gradient's L2 norm at every
-    step to ``History.extra["grad norm"]``. Bad arguments raise before training starts; a NaN or
-    infinite training loss stops with a FloatingPointError naming the epoch and the
-    likely cause. The model is trained in place and left on `device` (default:
-    `pick_device()`), in eval mode.
+    Args:
+      `train`, `test`: TensorSets (`test` optional) with int64 labels (cross-entropy, accuracy) or float
+      targets (squared error, accuracy NaN). `epochs` passes over `train`, each a new shuffle, in `batch_size`
+      batches.
+      `optimizer` ``"sgd"`` or ``"adam"``; `lr`, `momentum` and `nesterov` (SGD only), `weight_decay`.
+      `schedule` scales the learning rate per step by a function of training progress
+      p ∈ [0, 1]: ``"cosine"`` (decay to zero), ``"constant"``, ``"cyclic"`` (up, then down
+      to zero: linear, peak at p = 0.4), or any callable p → factor.
+      `label_smoothing` mixes the one-hot targets with the uniform distribution (Szegedy et al. 2016).
+      `until_train_acc`: stop after the first epoch whose training accuracy (counted on the epoch's
+      batches, as the network learns) reaches it; the schedule still runs over `epochs`, so the
+      learning rate is that of a run that goes on.
+      Two hooks change what a step does; give them a stable repr, since the cache keys on
+      them. `perturb` maps each batch ``(model, x, y) -> x`` before the step (e.g.
+      `nblib.attacks.AdversarialBatches`). `objective` replaces the loss:
+      ``objective(model, x, y, p) -> (summed loss, outputs for accuracy)``; if it has an
+      ``epoch_end()`` method, the dict it returns is appended to ``History.extra`` (e.g.
+      `nblib.dann.DomainAdversarial`).
+      Two more record without changing training: `watch`, a function ``model -> {name: value}``
+      called (in eval mode) before the first epoch and after each (e.g. a snapshot of the weights),
+      appends its values to ``History.extra`` (one more than the epochs); ``record_grad_norm=True``
+      appends the gradient's L2 norm at every step to ``History.extra["grad norm"]``.
+      `device` where to train (default: `pick_device()`); `desc` the progress bar's label (default: the
+      model's class name); ``progress=False`` hides the bar.
+    Returns: a `History`. The model is trained in place and left on `device`, in eval mode.
+    Raises: on a bad argument, before training starts; FloatingPointError when the training loss
+    becomes NaN or infinite, naming the epoch and the likely cause.
     """
     _check_fit(train, test, epochs, lr, batch_size, optimizer, momentum, weight_decay, schedule, label_smoothing,
                until_train_acc)

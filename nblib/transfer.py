@@ -46,7 +46,10 @@ PREPROCESSING = {
 
 
 def network_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """N × 1 or N × 3 images in [0, 1] → N × 3 × size × size (bilinear, antialiased)."""
+    """N × 1 or N × 3 images in [0, 1] → N × 3 × size × size (bilinear, antialiased).
+
+    Args: `images` N × 1 × H × W or N × 3 × H × W; `size` the side in pixels.
+    Returns: N × 3 × size × size float32, on the images' device."""
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be N × 1 × H × W or N × 3 × H × W, got {tuple(images.shape)}")
     x = images.expand(-1, 3, -1, -1).float()
@@ -84,7 +87,13 @@ def features(classifier: ImageNetClassifier, images: torch.Tensor, size: int = 2
     the classifier's device, returned on the images' device. `preprocess` and
     ``train_mode=True`` (batch statistics in BN, drop-connect on, its random draws seeded
     by `seed`; run on a copy, so the classifier is not changed) exist to show what the
-    wrong choice costs."""
+    wrong choice costs.
+
+    Args: `classifier` `nblib.pretrained.efficientnet_lite0()`; `images` N × 1 or N × 3 × H × W in
+    [0, 1]; `size` ≥ 32; `layers` names from `LAYERS`; `preprocess` a key of `PREPROCESSING`;
+    `maps_before` a block index in 1 … 15; `batch_size` images per pass; `desc`, `progress` the bar.
+    Returns: ``{layer: N × channels}`` (and ``{"block k input": N × C × h × w}``), on the images' device.
+    Example: ``feats = features(classifier, test.x, size=112, layers=["stage 5", "head"])``."""
     _check(classifier, images, size, layers, preprocess, maps_before)
     net = copy.deepcopy(classifier.net).train() if train_mode else classifier.net
     device = next(net.parameters()).device
@@ -120,7 +129,11 @@ def features(classifier: ImageNetClassifier, images: torch.Tensor, size: int = 2
 
 def feature_sets(images: TensorSet, computed: dict[str, torch.Tensor], how: str) -> dict[str, TensorSet]:
     """`features`' output as TensorSets with `images`' labels, named after the images
-    and `how` they were computed (so caches and claims tell them apart)."""
+    and `how` they were computed (so caches and claims tell them apart).
+
+    Args: `images` the TensorSet the features were computed from; `computed` `features`' output for
+    it; `how` a short description of the settings.
+    Returns: ``{layer: TensorSet}``: x the layer's features, y and classes those of `images`."""
     sets = {}
     for layer, x in computed.items():
         change = f"{layer} ({how})"
@@ -146,7 +159,10 @@ class Tail(nn.Module):
 
     def train(self, mode: bool = True) -> Tail:
         """Train mode for everything but batch norm, whose ImageNet statistics stay fixed:
-        a few hundred digits would be poor estimates of them."""
+        a few hundred digits would be poor estimates of them.
+
+        Args: `mode` True for training, False for eval.
+        Returns: the module."""
         super().train(mode)
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -154,6 +170,9 @@ class Tail(nn.Module):
         return self
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Logits from the feature maps that enter block `first_block`.
+
+        Shape: N × C × h × w (``features(maps_before=first_block)``'s ``"block k input"``) → N × num_classes."""
         for block in self.blocks:
             maps = block(maps)
         return self.classifier(self.head(maps).mean((2, 3)))
@@ -164,7 +183,12 @@ def linear_probe(train: TensorSet, c: float = 1.0, tol: float = 1e-3, max_iter: 
     inverse L2 strength; `tol` 10× scikit-learn's default: on chapter 05's features up to
     6× faster, test accuracies within 2.5 points of the default's),
     fitted to `train` unless ``fit=False``: the classifier of a linear probe.
-    ``.score(x, y)`` gives accuracy."""
+    ``.score(x, y)`` gives accuracy.
+
+    Args: `train` a TensorSet of N × D features (any device: fitted on a CPU copy) and class labels;
+    `c`, `tol`, `max_iter` LogisticRegression's ``C``, ``tol`` and ``max_iter``.
+    Returns: a scikit-learn Pipeline (StandardScaler, LogisticRegression) taking numpy arrays.
+    Example: ``linear_probe(train).score(test.x.numpy(), test.y.numpy())``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -176,7 +200,11 @@ def linear_probe(train: TensorSet, c: float = 1.0, tol: float = 1e-3, max_iter: 
 def choose_layer(train_sets: dict[str, TensorSet], folds: int = 3, seed: int = 0) -> tuple[str, dict[str, float]]:
     """The layer whose linear probe scores best in `folds`-fold cross-validation on the
     training labels alone (no test image is looked at; fewer folds when a class has fewer
-    samples), and every layer's score."""
+    samples), and every layer's score.
+
+    Args: `train_sets` ``{layer: TensorSet}`` of N × D features with int64 labels (`feature_sets`' output);
+    `folds` ≥ 2; `seed` shuffles the folds.
+    Returns: (the best layer's name, ``{layer: mean cross-validated accuracy}``)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_score
 
     smallest = min(int(torch.bincount(train.y).min()) for train in train_sets.values())

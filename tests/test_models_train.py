@@ -217,7 +217,7 @@ def test_classification_options_are_checked(smoke, digits, bad, message):
     with pytest.raises(ValueError, match=message):
         nblib.fit(nblib.mlp([784, 8, 10]), digits[0], progress=False, **bad)
     points = nblib.data.sample_function(torch.sin, 16)
-    with pytest.raises(ValueError, match="for classification"):
+    with pytest.raises(TypeError, match="for classification"):
         nblib.fit(nblib.mlp([1, 4, 1]), points, progress=False, label_smoothing=0.1)
 
 

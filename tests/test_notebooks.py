@@ -18,20 +18,35 @@ from .conftest import ROOT, book_copy, needs_chromium
 CHAPTERS = [nb.stem for nb in runner.notebooks(ROOT)]
 
 
+def _chapters_needed(session: pytest.Session) -> list[str]:
+    """The chapters the selected tests need: those of per-chapter tests (``-k 05_transfer``
+    runs one chapter, not the book), or every chapter when a whole-book test is selected."""
+    chapters = set()
+    for item in session.items:
+        if {"smoke_book", "lab_book"} & set(getattr(item, "fixturenames", ())):
+            chapter = getattr(item, "callspec", None) and item.callspec.params.get("chapter")
+            if not chapter:
+                return []  # [] runs every chapter
+            chapters.add(chapter)
+    return sorted(chapters)
+
+
 @pytest.fixture(scope="session")
-def smoke_book(tmp_path_factory):
+def smoke_book(tmp_path_factory, request):
     root = book_copy(tmp_path_factory.mktemp("book"))
-    results = {r.chapter: r for r in runner.run(root, [], "smoke", timeout=900, keep_going=True)}
+    chapters = _chapters_needed(request.session)
+    results = {r.chapter: r for r in runner.run(root, chapters, "smoke", timeout=900, keep_going=True)}
     return root, results
 
 
 @pytest.fixture(scope="session")
-def lab_book(tmp_path_factory, smoke_book):
-    """Every chapter run as in JupyterLab ($NBLIB_BATCH unset), after the batch run has
+def lab_book(tmp_path_factory, smoke_book, request):
+    """The chapters run as in JupyterLab ($NBLIB_BATCH unset), after the batch run has
     filled the model cache."""
     root = book_copy(tmp_path_factory.mktemp("lab"))
+    chosen = set(_chapters_needed(request.session))
     return root, {nb.stem: runner.run_chapter(nb, root, "smoke", 900, interactive=True)
-                  for nb in runner.notebooks(root)}
+                  for nb in runner.notebooks(root) if not chosen or nb.stem in chosen}
 
 
 def test_the_table_of_contents_lists_every_chapter_once():

@@ -99,6 +99,19 @@ def test_mlp_stack_runs_each_network():
         pruning.MLPStack([nblib.mlp([12, 7, 3]), nblib.mlp([12, 8, 3])])
 
 
+def test_mlp_stack_in_place_methods_change_the_stack_and_return_it():
+    stack, other = (pruning.MLPStack([nblib.mlp([12, 7, 3]) for _ in range(3)]) for _ in range(2))
+    masks = [(torch.rand_like(w) > 0.5).float() for w in stack.weights]
+    assert stack.set_masks_(masks) is stack and all((w[m == 0] == 0).all() for w, m in zip(stack.weights, masks))
+    stack(torch.randn(4, 12)).sum().backward()
+    assert stack.mask_gradients_() is stack
+    assert all((w.grad[m == 0] == 0).all() for w, m in zip(stack.weights, masks, strict=True))
+    which = torch.tensor([True, False, True])
+    assert stack.take_(other, which) is stack
+    torch.testing.assert_close(stack.weights[0][:, 0], other.weights[0][:, 0])
+    assert not torch.equal(stack.weights[0][:, 1], other.weights[0][:, 1])
+
+
 def test_stacked_training_equals_separate_training_under_torch_masks(digits):
     """Two masked networks trained as one stack end where each ends trained alone with
     Adam on the same batches, its mask applied by torch.nn.utils.prune."""

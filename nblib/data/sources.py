@@ -256,7 +256,12 @@ def _tensor_sets(name: str, arrays: dict, classes: list[str], source: str) -> tu
 def load(name: str) -> tuple[TensorSet, TensorSet]:
     """Data set `name` (``fashion-mnist``, ``mnist``, ``mnist-m``, ``digits``, ``mnist-5k``, a
     5,000-digit subset used only when asked for by name, or ``cifar10``, where a copy exists)
-    as (train, test)."""
+    as (train, test).
+
+    Args: `name` one of the names above.
+    Returns: two TensorSets: x float32 N × C × H × W in [0, 1] on the CPU, y int64 class indices, `classes`.
+    Raises: ValueError for an unknown name; DataUnavailable when no source is present; DataCorrupt
+    when a present one is bad."""
     if name == "mnist-m":
         from .mnist_m import load_mnist_m  # it loads MNIST through this function
 

@@ -14,7 +14,10 @@ from .. import config
 
 def content_hash(*tensors: torch.Tensor) -> str:
     """A hash of the tensors' shapes, dtypes and every value (two tensors with the same
-    bytes in other shapes differ)."""
+    bytes in other shapes differ).
+
+    Args: `tensors` any number, any device (copied to the CPU to hash).
+    Returns: 16 hex digits, a str."""
     h = hashlib.sha1()
     for t in tensors:
         t = t.detach().cpu().contiguous()
@@ -60,13 +63,18 @@ class TensorSet:
         return f"{self.name}:{len(self)}:{self.digest}"
 
     def provenance(self) -> dict:
-        """Name, source and size (and the size of the whole set, for a subset): what a claim records."""
+        """Name, source and size (and the size of the whole set, for a subset): what a claim records.
+
+        Returns: ``{"name", "source", "size", "of"}``."""
         return {"name": self.name, "source": self.source, "size": len(self), "of": self.of}
 
     def subset(self, n: int, seed: int = 0) -> TensorSet:
         """`n` samples drawn without replacement, the same ones for the same seed. The
         subset says so (``of``), and claims made after it is drawn record it. `n` at least
-        the set's size gives the whole set."""
+        the set's size gives the whole set.
+
+        Args: `n` a positive int; `seed` of the draw.
+        Returns: a new TensorSet (this one itself when `n` ≥ its size)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"subset size n must be a positive int, got {n!r}")
         if n >= len(self):
@@ -81,7 +89,10 @@ class TensorSet:
     def per_class(self, k: int, seed: int = 0) -> TensorSet:
         """`k` samples of every class, drawn without replacement (a balanced label budget).
         The choice depends only on the labels and the seed, so a set of features computed
-        from these images picks the same rows; a smaller `k` picks a subset of a larger one's."""
+        from these images picks the same rows; a smaller `k` picks a subset of a larger one's.
+
+        Args: `k` a positive int, at most the smallest class's count; `seed` of the draw.
+        Returns: a new TensorSet of k · classes samples, in random order (needs int64 labels and `classes`)."""
         if not self.classes or self.y.dtype != torch.long:
             raise ValueError(f"{self.name!r} has no class labels to balance")
         if not isinstance(k, int) or k < 1:
@@ -107,7 +118,10 @@ class TensorSet:
         return part
 
     def split(self, n: int, seed: int = 0) -> tuple[TensorSet, TensorSet]:
-        """``(subset(n, seed), the rest)``: two disjoint parts, e.g. training and validation."""
+        """``(subset(n, seed), the rest)``: two disjoint parts, e.g. training and validation.
+
+        Args: `n` in 1 … len − 1; `seed` of the draw.
+        Returns: two new TensorSets, of n and len − n samples."""
         if not 0 < n < len(self):
             raise ValueError(f"cannot split {n} of {len(self)} samples off {self.name!r}")
         first = self.subset(n, seed)
@@ -130,7 +144,10 @@ class TensorSet:
     def with_random_labels(self, fraction: float, seed: int = 0) -> TensorSet:
         """Exactly ``round(fraction · n)`` samples, chosen at random, get a label drawn
         uniformly from all classes (so about 1/classes of them keep the true one), as in
-        Zhang et al. 2017's partially corrupted labels; the same ones for the same seed."""
+        Zhang et al. 2017's partially corrupted labels; the same ones for the same seed.
+
+        Args: `fraction` in [0, 1]; `seed` of the draws.
+        Returns: a new TensorSet with the same images (shared, not copied) and new int64 labels."""
         if not 0 <= fraction <= 1:
             raise ValueError(f"fraction must be in [0, 1], got {fraction}")
         if self.y.dtype != torch.long or not self.classes:
@@ -144,7 +161,10 @@ class TensorSet:
     def with_shuffled_pixels(self, seed: int = 0) -> TensorSet:
         """Every image's pixels (all channels together) reordered by one permutation, the
         same for every image and for every set shuffled with this seed (Zhang et al. 2017):
-        the classes stay learnable but the images lose their spatial structure."""
+        the classes stay learnable but the images lose their spatial structure.
+
+        Args: `seed` of the permutation.
+        Returns: a new TensorSet, images of the same shape, same labels."""
         order = torch.randperm(self.x[0].numel(), generator=torch.Generator().manual_seed(seed))
         x = self.x.flatten(1)[:, order].reshape(self.x.shape)
         return self._derived(x, self.y, f"shuffled pixels@{seed}")
@@ -152,14 +172,20 @@ class TensorSet:
     def with_gaussian_pixels(self, seed: int = 0) -> TensorSet:
         """Images replaced by Gaussian noise with the set's pixel mean and standard
         deviation, labels kept (Zhang et al. 2017's "Gaussian"): nothing left to learn
-        from, only to memorise."""
+        from, only to memorise.
+
+        Args: `seed` of the noise.
+        Returns: a new TensorSet, noise images of the same shape and dtype, same labels."""
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(self.x.shape, generator=g, dtype=self.x.dtype) * self.x.std() + self.x.mean()
         return self._derived(x, self.y, f"gaussian pixels@{seed}")
 
     def standardised(self, mean: float, std: float) -> TensorSet:
         """``(x − mean) / std`` (same name; a new cache id): give every split the training
-        set's mean and std."""
+        set's mean and std.
+
+        Args: `mean` a finite number; `std` a finite number > 0.
+        Returns: a new TensorSet."""
         if not math.isfinite(mean):
             raise ValueError(f"mean must be a finite number, got {mean}")
         if not (std > 0 and math.isfinite(std)):
@@ -167,7 +193,10 @@ class TensorSet:
         return self._derived((self.x - mean) / std, self.y, f"standardised({mean!r}, {std!r})", renamed=False)
 
     def rgb(self) -> TensorSet:
-        """Greyscale images repeated to three channels (to share a network with colour ones)."""
+        """Greyscale images repeated to three channels (to share a network with colour ones).
+
+        Returns: a TensorSet of N × 3 × H × W images (an expanded view of N × 1 × H × W ones, not a
+        copy), or this one itself when it has three channels already."""
         if self.x.shape[1] == 3:
             return self
         digest = hashlib.sha1(f"{self.id}/rgb".encode()).hexdigest()[:16]
@@ -178,7 +207,11 @@ class TensorSet:
 
 def sample_function(f: Callable[[torch.Tensor], torch.Tensor], n: int, lo: float = 0.0, hi: float = 1.0,
                     name: str = "") -> TensorSet:
-    """`n` evenly spaced points of y = f(x) on [lo, hi], shaped n×1, for regression."""
+    """`n` evenly spaced points of y = f(x) on [lo, hi], shaped n×1, for regression.
+
+    Args: `f` a function of an n × 1 float32 tensor, elementwise; `n` points; `lo`, `hi` the interval;
+    `name` the set's (default: ``f.__name__``).
+    Returns: a TensorSet, x n × 1 float32, y ``f(x)`` as float32, no classes."""
     name = name or getattr(f, "__name__", "f")
     x = torch.linspace(lo, hi, n).unsqueeze(1)
     return TensorSet(x, f(x).float(), [], name, f"y = {name}(x) at {n} evenly spaced points on [{lo}, {hi}]")
