@@ -9,6 +9,7 @@ repository keeps (the latest run's). Slow: the whole book twice, about 40 minute
 
     .venv/bin/python benchmarks/seed_stability.py            # every chapter
     .venv/bin/python benchmarks/seed_stability.py 08 11      # some
+    .venv/bin/python benchmarks/seed_stability.py --compare-only   # the results already there
 
 Target: no asserted claim flips at seed 1 or 2.
 """
@@ -32,15 +33,17 @@ def chapter_seconds(results: Path, chapters: list[str]) -> float:
     return sum(t["seconds"] for name, t in timings.items() if not chapters or any(name.startswith(c) for c in chapters))
 
 
-def main(chapters: list[str]) -> int:
+def main(chapters: list[str], run: bool = True) -> int:
     root = config.project_root()
     results = config.results_dir(root)
     nblib = [sys.executable, "-m", "nblib.cli"]
     start = time.perf_counter()
-    subprocess.run([*nblib, "run", *chapters, "--keep-going"], check=False)  # seed 0: the book's, if stale
+    if run:
+        subprocess.run([*nblib, "run", *chapters, "--keep-going"], check=False)  # seed 0: the book's, if stale
     sections, flipped = [], 0
     for seed in SEEDS:
-        subprocess.run([*nblib, "run", *chapters, "--keep-going", "--seed", str(seed)], check=False)
+        if run:
+            subprocess.run([*nblib, "run", *chapters, "--keep-going", "--seed", str(seed)], check=False)
         text, flips = runner.compare(results, results / f"seed-{seed}")
         flipped += flips
         sections += [f"## Seed 0 against seed {seed}: {flips} asserted claim(s) flipped", "", "```", text, "```", ""]
@@ -59,4 +62,5 @@ def main(chapters: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    arguments = sys.argv[1:]
+    sys.exit(main([a for a in arguments if a != "--compare-only"], run="--compare-only" not in arguments))

@@ -430,6 +430,8 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     if error and seed != 0 and records:  # a replicate's verdicts count, held or not (`compare`)
         _key_file(root, notebook.stem, seed).unlink(missing_ok=True)
         os.replace(staged, recorded)
+    if error and not cause_known and "DeadKernelError" in log:  # no cell could say why: say what happened
+        error = f"the kernel died (a crash, os._exit or the OOM killer), not an error in the code: {error}"
     if error and log and not cause_known:
         error += "\n" + log[-2000:]
     passed = sum(r["passed"] for r in records)

@@ -68,3 +68,19 @@ def test_the_list_is_labelled_author_year_and_each_label_once(style):
     assert all(re.fullmatch(r"[^\d]+ \d{4}[a-z]?", label) for label in labels), labels
     assert "Goodfellow et al. 2015a" in labels and "Frankle and Carbin 2019" in labels
     assert "Müller et al. 2019" in labels  # LaTeX accents decoded, as the text prints them
+
+
+def test_every_work_in_the_bibliography_is_named_somewhere(style):
+    """The references page lists the whole file (`:all:`), so nothing in it goes unused."""
+    texts = _texts()
+    cited = {key.strip() for _, text in texts for group in re.findall(r"\{cite[tp]?\}`([^`]+)`", text)
+             for key in group.split(",")}
+    named = {(m.group(1).split(" ")[-1], m.group(2)) for _, text in texts for m in NAMED.finditer(text)}
+    named |= {(m.group(1), m.group(2)) for _, text in texts for m in re.finditer(r"\b([A-Z][\w'-]+) (\d{4})", text)}
+    unused = []
+    for key, entry in parse_file(BIB).entries.items():
+        surname, _, year = style.author_year(entry).replace(" et al.", "").rpartition(" ")
+        if key not in cited and (surname.split(" and ")[0].split(" ")[-1], year) not in named:
+            unused.append(key)
+    assert not unused, f"in book/references.bib but named nowhere in the book: {unused}"
+

@@ -130,6 +130,7 @@ def test_a_kernel_that_died_says_so(root):
     make_notebook(root / "notebooks" / "05_dies.ipynb", "import os\nos._exit(3)")
     result = runner.run_chapter(root / "notebooks" / "05_dies.ipynb", root, "smoke", timeout=120)
     assert not result.ok and "DeadKernelError" in result.error
+    assert result.error.startswith("the kernel died")  # papermill's "failed before any cell ran" misled
 
 
 @pytest.mark.parametrize("text, problem", [("{not json", "is not valid JSON"), ("{}", "not a list of claims"),
