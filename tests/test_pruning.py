@@ -102,7 +102,8 @@ def test_mlp_stack_runs_each_network():
 def test_mlp_stack_in_place_methods_change_the_stack_and_return_it():
     stack, other = (pruning.MLPStack([nblib.mlp([12, 7, 3]) for _ in range(3)]) for _ in range(2))
     masks = [(torch.rand_like(w) > 0.5).float() for w in stack.weights]
-    assert stack.set_masks_(masks) is stack and all((w[m == 0] == 0).all() for w, m in zip(stack.weights, masks))
+    assert stack.set_masks_(masks) is stack
+    assert all((w[m == 0] == 0).all() for w, m in zip(stack.weights, masks, strict=True))
     stack(torch.randn(4, 12)).sum().backward()
     assert stack.mask_gradients_() is stack
     assert all((w.grad[m == 0] == 0).all() for w, m in zip(stack.weights, masks, strict=True))
