@@ -52,9 +52,13 @@ def main(chapters: list[str], run: bool = True) -> int:
     seconds = ", ".join(f"seed {seed} {chapter_seconds(runner.published(root, seed)[1], chapters):.0f} s"
                         for seed in (0, *SEEDS))
     header = [f"# Seed stability of the claims (profile quick, chapters: {' '.join(chapters) or 'all'})", "",
-              f"Commit `{commit}`, {time.strftime('%Y-%m-%d')}, {(time.perf_counter() - start) / 60:.0f} minutes "
-              f"in all; the chapters' last runs took {seconds} (a chapter whose models were cached runs in "
-              f"seconds). Written by `benchmarks/seed_stability.py`. {flipped} asserted verdict(s) flipped in all.",
+              f"Commit `{commit}`, {time.strftime('%Y-%m-%d')}, "
+              + (f"{(time.perf_counter() - start) / 60:.0f} minutes in all" if run
+                 else "no run: the results there compared")
+              + f"; the chapters' last runs took {seconds} (a chapter whose models were cached runs in "
+              f"seconds). Chapters with results at seed 0: "
+              f"{', '.join(sorted(p.stem[:2] for p in results.glob('[0-9][0-9]_*.json')))}. "
+              f"Written by `benchmarks/seed_stability.py`. {flipped} asserted verdict(s) flipped in all.",
               ""]
     (root / "benchmarks" / "seed-stability.md").write_text("\n".join(header + sections))
     print(f"{flipped} asserted verdict(s) flipped; benchmarks/seed-stability.md written")
