@@ -668,12 +668,12 @@ def compare(first: Path, second: Path) -> tuple[str, int]:
         mark = "holds" if record["passed"] else "FAILS"
         return f"{claims.format_value(record['value'], record.get('unit'))} {mark}"
 
-    def label(folder: Path) -> str:  # "results/seed-1" from the book's root, the end of a long path
+    def folder_label(folder: Path) -> str:  # "results/seed-1" from the book's root, the end of a long path
         name = os.path.relpath(folder)
         return (name if not name.startswith("..") else str(folder))[-24:]
 
     a, b = chapters(first), chapters(second)
-    lines = [f"{'claim':52} {label(first):>24} {label(second):>24}"]
+    lines = [f"{'claim':52} {folder_label(first):>24} {folder_label(second):>24}"]
     flips = []
     for chapter in sorted(a.keys() | b.keys()):
         ours, theirs = a.get(chapter, {}), b.get(chapter, {})
