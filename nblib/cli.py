@@ -22,7 +22,7 @@ def _cmd_run(args) -> int:
     from . import runner
 
     results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going, args.force,
-                         config.check_seed(args.seed))
+                         config.check_seed(args.seed), args.jobs)
     return 0 if results and all(r.ok for r in results) else 1
 
 
@@ -32,6 +32,14 @@ def _cmd_compare(args) -> int:
     text, flips = runner.compare(args.first, args.second)
     print(text)
     return 1 if flips else 0
+
+
+def _cmd_merge(args) -> int:
+    from . import runner
+
+    merged = runner.merge(args.root, args.folders)
+    print(f"merged {len(merged)} chapter(s) into {args.root}: {', '.join(merged)}")
+    return 0
 
 
 def _cmd_book(args) -> int:
@@ -84,6 +92,12 @@ def _positive(text: str) -> float:
     return value
 
 
+def _whole(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, not {text}")
+    return int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nblib", description="Deep Learning Phenomena: run and build the book")
     p.add_argument("--root", type=Path, default=None, help="the book's root folder (default: found from here)")
@@ -99,12 +113,19 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0,
                    help="the chapters' seed; another than 0 keeps its results apart, in results/seed-N/ "
                         "(the book shows seed 0's)")
+    r.add_argument("--jobs", type=_whole, default=1,
+                   help="chapters run side by side, each in its own kernel with its share of the CPU cores "
+                        "(and of the GPUs, when there are several); default 1")
     r.set_defaults(func=_cmd_run)
     m = sub.add_parser("compare", help="two result sets side by side (e.g. results results/seed-1): "
                                        "values, verdicts and the asserted claims that flipped")
     m.add_argument("first", type=Path)
     m.add_argument("second", type=Path)
     m.set_defaults(func=_cmd_compare)
+    g = sub.add_parser("merge", help="bring chapters executed elsewhere (other checkouts, CI jobs' artifacts, "
+                                     "each laid out as book/chapters/ and results/) into this book")
+    g.add_argument("folders", nargs="+", type=Path)
+    g.set_defaults(func=_cmd_merge)
     b = sub.add_parser("book", help="write book/claims.md, build the HTML book, check its pages in Chromium, report")
     b.add_argument("--no-page-check", action="store_true",
                    help="skip loading every built page in Chromium (for machines without it)")

@@ -363,48 +363,54 @@ def _wait(proc: subprocess.Popen, timeout: float, lock: RunLock | None) -> str:
                 raise
 
 
-def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
-                staging: Path | None = None, lock: RunLock | None = None, key: str | None = None,
-                seed: int = 0) -> Result:
-    """Execute one chapter at chapter seed `seed` into ``<root>/book/chapters/`` (another
-    seed: `published`); never leaves a partial file there.
+@dataclass
+class _Launched:
+    """A chapter's papermill process and the files it writes and publishes."""
 
-    The executed notebook and its claims (recorded in the run's `staging` folder while it
-    runs; a fresh one when not given) replace the previous ones together, and only when
-    the chapter succeeded: after a failure or an interruption the last good notebook and
-    its claims stay as they were. `lock` records the processes it starts; `key`
-    (`chapter_key`) is published with them, so that an unchanged chapter is not run again."""
-    if staging is None:
-        with staging_folder(root) as staging:
-            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key, seed)
-    out_dir, results = published(root, seed)
+    notebook: Path
+    proc: subprocess.Popen
+    staging: Path
+    tmp: Path  # the notebook as it executes
+    final: Path
+    failed: Path
+    seed: int
+    key: str | None
+    start: float
+    log: Path | None = None  # papermill's output, when it goes to a file (chapters side by side)
+
+
+def _launch(notebook: Path, root: Path, profile: str, staging: Path, interactive: bool = False,
+            key: str | None = None, seed: int = 0, env: dict | None = None, log: Path | None = None) -> _Launched:
+    """Start papermill on one chapter, its claims recorded in `staging`; `env` adds to the
+    kernel's environment; papermill's output goes to `log` (a pipe when None)."""
+    out_dir = published(root, seed)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
-    final, failed, tmp = (out_dir / f"{notebook.stem}.ipynb", out_dir / f"{notebook.stem}.failed.ipynb",
-                          out_dir / f".{notebook.stem}.running.ipynb")
-    staged, recorded = staging / f"{notebook.stem}.json", results / f"{notebook.stem}.json"
     for leftover in staging.glob("*.json"):
         leftover.unlink()
-    (staging / "tmp").mkdir(exist_ok=True)
+    (staging / "tmp").mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{notebook.stem}.running.ipynb"
     command = [sys.executable, "-m", "nblib._papermill", str(notebook), str(tmp), "-p", "profile", profile,
                "-p", "seed", str(config.check_seed(seed)), "-k", "python3", "--cwd", str(notebook.parent),
                "--no-progress-bar"]
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, env=kernel_env(staging, root, interactive), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_die_with_parent(os.getpid()))
+    stdout = subprocess.PIPE if log is None else open(log, "w")  # noqa: SIM115 (closed once Popen has it)
     try:
-        log = _wait(proc, timeout, lock)
-        error, cause_known = ("", True) if proc.returncode == 0 else _first_error(tmp)
-        if proc.returncode < 0:  # e.g. the OOM killer: papermill had no chance to say why
-            error += f"; papermill was killed by {signal.Signals(-proc.returncode).name}"
-    except subprocess.TimeoutExpired:
-        log = _kill_tree(proc)
-        error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(tmp)[0]}", True
-    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
-        _kill_tree(proc)
-        tmp.unlink(missing_ok=True)
-        raise
-    seconds = time.perf_counter() - start
+        proc = subprocess.Popen(command, env=kernel_env(staging, root, interactive) | (env or {}), stdout=stdout,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                preexec_fn=_die_with_parent(os.getpid()))
+    finally:
+        if log is not None:
+            stdout.close()
+    return _Launched(notebook, proc, staging, tmp, out_dir / f"{notebook.stem}.ipynb",
+                     out_dir / f"{notebook.stem}.failed.ipynb", seed, key, time.perf_counter(), log=log)
+
+
+def _finish(root: Path, profile: str, run: _Launched, log: str, error: str, cause_known: bool) -> Result:
+    """Publish a chapter that ended (its notebook, claims and key together, only when it
+    succeeded; else keep it as ``.failed.ipynb``) and say how it went."""
+    notebook, staging, seed = run.notebook, run.staging, run.seed
+    tmp, final, failed = run.tmp, run.final, run.failed
+    staged, recorded = staging / f"{notebook.stem}.json", published(root, seed)[1] / f"{notebook.stem}.json"
+    seconds = time.perf_counter() - run.start
     try:
         records = claims.read_file(staged)
     except claims.ClaimsFileCorrupt as corrupt:  # written by the chapter's own kernel: its failure
@@ -421,8 +427,8 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
                 os.replace(staged, recorded)
             else:
                 recorded.unlink(missing_ok=True)
-            if key is not None:
-                _key_file(root, notebook.stem, seed).write_text(key + "\n")
+            if run.key is not None:
+                _key_file(root, notebook.stem, seed).write_text(run.key + "\n")
     elif tmp.exists():  # a failed chapter blocks `nblib book` until it passes
         os.replace(tmp, failed)
     else:
@@ -438,44 +444,225 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
 
 
+def _outcome(run: _Launched) -> tuple[str, bool]:
+    """The error of a papermill that ended ('' when it succeeded) and whether it says why."""
+    if run.proc.returncode == 0:
+        return "", True
+    error, cause_known = _first_error(run.tmp)
+    if run.proc.returncode < 0:  # e.g. the OOM killer: papermill had no chance to say why
+        error += f"; papermill was killed by {signal.Signals(-run.proc.returncode).name}"
+    return error, cause_known
+
+
+def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
+                staging: Path | None = None, lock: RunLock | None = None, key: str | None = None,
+                seed: int = 0) -> Result:
+    """Execute one chapter at chapter seed `seed` into ``<root>/book/chapters/`` (another
+    seed: `published`); never leaves a partial file there.
+
+    The executed notebook and its claims (recorded in the run's `staging` folder while it
+    runs; a fresh one when not given) replace the previous ones together, and only when
+    the chapter succeeded: after a failure or an interruption the last good notebook and
+    its claims stay as they were. `lock` records the processes it starts; `key`
+    (`chapter_key`) is published with them, so that an unchanged chapter is not run again."""
+    if staging is None:
+        with staging_folder(root) as staging:
+            return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key, seed)
+    run = _launch(notebook, root, profile, staging, interactive, key, seed)
+    try:
+        log = _wait(run.proc, timeout, lock)
+        error, cause_known = _outcome(run)
+    except subprocess.TimeoutExpired:
+        log = _kill_tree(run.proc)
+        error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(run.tmp)[0]}", True
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
+        _kill_tree(run.proc)
+        run.tmp.unlink(missing_ok=True)
+        raise
+    return _finish(root, profile, run, log, error, cause_known)
+
+
+def _job_environments(jobs: int) -> list[dict]:
+    """Each of `jobs` side-by-side chapters' share of the machine: its CPU threads (the
+    cores divided between them), and on a machine with several GPUs a GPU of its own
+    (``CUDA_VISIBLE_DEVICES``; shared round-robin when there are fewer GPUs than jobs)."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = [g.strip() for g in visible.split(",") if g.strip()]
+    else:
+        import torch  # only here: counting the GPUs needs it
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())]
+    envs = []
+    for slot in range(jobs):
+        env = {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        if len(gpus) > 1:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+        envs.append(env)
+    return envs
+
+
+def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, timeout: float, keep_going: bool,
+                  seed: int, jobs: int, lock: RunLock, staging: Path,
+                  done: Callable[[Result], None]) -> None:
+    """Run `chosen` (notebook, key) pairs up to `jobs` at a time, each in its own kernel and
+    staging folder, publishing each as it ends (`done` is told); after a failure no new
+    chapter starts unless `keep_going`. Interrupted, every running chapter is killed and
+    nothing half-written stays."""
+    envs, pending, running = _job_environments(jobs), list(chosen), {}
+    stop_starting = False
+    try:
+        while running or (pending and not stop_starting):
+            for slot in range(jobs):
+                if slot in running or not pending or stop_starting:
+                    continue
+                notebook, key = pending.pop(0)
+                folder = staging / f"job-{slot}"
+                folder.mkdir(exist_ok=True)
+                print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}; "
+                      f"job {slot + 1} of {jobs}) ...", flush=True)
+                running[slot] = _launch(notebook, root, profile, folder, key=key, seed=seed, env=envs[slot],
+                                        log=folder / "papermill.log")
+            time.sleep(0.2)
+            for slot, run in list(running.items()):
+                lock.record(run.proc)
+                if run.proc.poll() is None and time.perf_counter() - run.start < timeout:
+                    continue
+                if run.proc.returncode is None:  # past its limit
+                    _kill_tree(run.proc)
+                    error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(run.tmp)[0]}", True
+                else:
+                    error, cause_known = _outcome(run)
+                del running[slot]
+                result = _finish(root, profile, run, run.log.read_text(errors="replace"), error, cause_known)
+                done(result)
+                stop_starting = stop_starting or (not result.ok and not keep_going)
+    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop every kernel, leave nothing half-written
+        for run in running.values():
+            _kill_tree(run.proc)
+            run.tmp.unlink(missing_ok=True)
+        raise
+
+
 def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool,
-        force: bool = False, seed: int = 0) -> list[Result]:
-    """Run the chosen chapters in order at chapter seed `seed` (another than 0 publishes
-    apart from the book: `published`); stop at the first failure unless `keep_going`. A
-    chapter whose notebook, profile and environment (`chapter_key`) are those its published
-    copy was made with is reported "unchanged" and not run, unless `force`."""
+        force: bool = False, seed: int = 0, jobs: int = 1) -> list[Result]:
+    """Run the chosen chapters at chapter seed `seed` (another than 0 publishes apart from
+    the book: `published`), up to `jobs` side by side (`_side_by_side`), else in order;
+    stop starting chapters after the first failure unless `keep_going`. A chapter whose
+    notebook, profile and environment (`chapter_key`) are those its published copy was
+    made with is reported "unchanged" and not run, unless `force`."""
     config.check_profile(profile)
     config.check_seed(seed)
     if not timeout > 0:
         raise ValueError(f"--timeout must be a positive number of seconds, not {timeout}")
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"--jobs must be a whole number ≥ 1, not {jobs}")
     chosen = resolve(root, names)
     results = []
+
+    def done(result: Result) -> None:
+        results.append(result)
+        _record_timing(published(root, seed)[1], result, profile)
+        status = "ok" if result.ok else f"FAILED: {result.error}"
+        print(f"  {result.chapter}: {status} ({result.seconds:.0f} s, claims {result.passed} passed, "
+              f"{result.failed} failed)", flush=True)
+
     with exclusive(root) as lock, stop_on_signals():
         _remove_stale_files(root)
         environment = environment_fingerprint()
+        to_run = []
+        for notebook in chosen:
+            key = chapter_key(notebook, profile, environment, seed)
+            if not force and _unchanged(root, notebook, key, seed):
+                records = claims.read_file(published(root, seed)[1] / f"{notebook.stem}.json")
+                passed = sum(r["passed"] for r in records)
+                results.append(Result(notebook.stem, True, 0.0, passed, len(records) - passed, unchanged=True))
+                print(f"{notebook.stem}: unchanged since its last run (profile={profile}); not run again",
+                      flush=True)
+            else:
+                to_run.append((notebook, key))
         with staging_folder(root) as staging:
-            for notebook in chosen:
-                key = chapter_key(notebook, profile, environment, seed)
-                if not force and _unchanged(root, notebook, key, seed):
-                    records = claims.read_file(published(root, seed)[1] / f"{notebook.stem}.json")
-                    passed = sum(r["passed"] for r in records)
-                    results.append(Result(notebook.stem, True, 0.0, passed, len(records) - passed, unchanged=True))
-                    print(f"{notebook.stem}: unchanged since its last run (profile={profile}); not run again",
+            if jobs > 1 and len(to_run) > 1:
+                _side_by_side(root, to_run, profile, timeout, keep_going, seed, min(jobs, len(to_run)), lock,
+                              staging, done)
+            else:
+                for notebook, key in to_run:
+                    print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}) ...",
                           flush=True)
-                    continue
-                print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}) ...",
-                      flush=True)
-                result = run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key,
-                                     seed=seed)
-                results.append(result)
-                _record_timing(published(root, seed)[1], result, profile)
-                status = "ok" if result.ok else f"FAILED: {result.error}"
-                print(f"  {status} ({result.seconds:.0f} s, claims {result.passed} passed, {result.failed} failed)",
-                      flush=True)
-                if not result.ok and not keep_going:
-                    break
+                    done(run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key,
+                                     seed=seed))
+                    if not results[-1].ok and not keep_going:
+                        break
+    order = {nb.stem: i for i, nb in enumerate(chosen)}
+    results.sort(key=lambda r: order[r.chapter])
     print(summary_table(results))
     return results
+
+
+def merge(root: Path, sources: list[Path]) -> list[str]:
+    """Bring chapters executed elsewhere into this book: each source is a folder laid out as
+    a book's (``book/chapters/<chapter>.ipynb``, ``results/<chapter>.json`` and ``.key``,
+    ``results/timings.json``) — another checkout, or one CI job's artifact. Every chapter
+    found replaces this book's copy, all of them together or none; refused when a source
+    holds a failed chapter, one this book does not have, a chapter another source also
+    holds, unreadable claims, or nothing. Returns the chapters merged, in book order."""
+    if not sources:
+        raise ValueError("give at least one folder to merge from")
+    stems = [nb.stem for nb in notebooks(root)]
+    found: dict[str, Path] = {}
+    for source in sources:
+        chapters = source / "book" / "chapters"
+        if not source.is_dir():
+            raise ValueError(f"{source} is not a folder")
+        executed = sorted(chapters.glob("[0-9][0-9]_*.ipynb")) if chapters.is_dir() else []
+        if not executed:
+            raise ValueError(f"{source} holds no executed chapter (looked for {chapters}/NN_name.ipynb)")
+        for path in executed:
+            stem = path.name.removesuffix(".ipynb").removesuffix(".failed")
+            if stem not in stems:
+                raise ValueError(f"{path} is not a chapter of this book (its chapters: {', '.join(stems)})")
+            if path.name.endswith(".failed.ipynb"):
+                raise RuntimeError(f"{stem} failed in {source} ({path}); run it again there before merging")
+            if stem in found:
+                raise ValueError(f"{stem} is in both {found[stem]} and {source}: merge one of them")
+            try:
+                json.loads(path.read_text())
+                claims.read_file(source / "results" / f"{stem}.json")
+            except (ValueError, claims.ClaimsFileCorrupt) as error:
+                raise RuntimeError(f"{stem} from {source} cannot be read: {error}") from None
+            found[stem] = source
+    out_dir, results = published(root)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive(root):
+        copies = []  # (temporary copy beside its destination, destination); absent sources remove theirs
+        try:
+            for stem, source in found.items():
+                for src, dest in [(source / "book" / "chapters" / f"{stem}.ipynb", out_dir / f"{stem}.ipynb"),
+                                  *((source / "results" / f"{stem}{suffix}", results / f"{stem}{suffix}")
+                                    for suffix in (".json", ".key"))]:
+                    tmp = dest.with_name(f".{dest.name}.merging")
+                    if src.exists():
+                        shutil.copyfile(src, tmp)
+                    copies.append((tmp if src.exists() else None, dest))
+            with _signals_held():
+                for tmp, dest in copies:
+                    if tmp is None:
+                        dest.unlink(missing_ok=True)
+                    else:
+                        os.replace(tmp, dest)
+                for stem in found:
+                    (out_dir / f"{stem}.failed.ipynb").unlink(missing_ok=True)
+        finally:
+            for tmp, _ in copies:
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
+        timings = _read_json(results / TIMINGS)
+        for stem, source in found.items():
+            if stem in (theirs := _read_json(source / "results" / TIMINGS)):
+                timings[stem] = theirs[stem]
+        config.write_atomic(results / TIMINGS, lambda tmp: Path(tmp).write_text(json.dumps(timings, indent=1)))
+    return [stem for stem in stems if stem in found]
 
 
 def _read_json(path: Path) -> dict:

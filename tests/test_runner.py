@@ -1,8 +1,10 @@
 """The runner and the `nblib` command, on small notebooks made for each fault."""
 
 import json
+import os
 import subprocess
 
+import nbformat
 import pytest
 
 from nblib import cli, runner
@@ -304,3 +306,129 @@ def test_key_findings_take_each_chapters_first_registered_claim(root):
     assert rows[2].startswith("| {doc}`chapters/01_ok` | ok/x |")  # a chapter without a registry: its first claim
     assert rows[3] == "| {doc}`chapters/03_reg` | a is above 0.5 | mean 0.9 (3 seeds) | yes |"
     assert len(rows) == 4  # 02_bad recorded nothing: no row
+
+
+# ---- issue 32: chapters side by side (`--jobs`), and chapters run elsewhere merged into one book
+
+def _waits_for(marker_dir, mine, other):
+    """A chapter that marks its start, then waits (up to a minute) until `other` has started:
+    it ends only when both run at once."""
+    return (f"import os, pathlib, time\nd = pathlib.Path({str(marker_dir)!r})\n"
+            f"(d / '{mine}').write_text(os.environ.get('OMP_NUM_THREADS', ''))\n"
+            f"deadline = time.time() + 60\n"
+            f"while not (d / '{other}').exists():\n"
+            f"    assert time.time() < deadline, 'the other chapter never started: not side by side'\n"
+            f"    time.sleep(0.1)")
+
+
+def test_jobs_run_chapters_side_by_side_each_with_its_share_of_the_cores(tmp_path, capsys):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    root = tmp_path / "book"
+    for stem, other in [("01_a", "02_b"), ("02_b", "01_a")]:
+        make_notebook(root / "notebooks" / f"{stem}.ipynb", _waits_for(markers, stem, other))
+    first, second = runner.run(root, [], "smoke", 300, False, jobs=2)
+    assert (first.chapter, second.chapter) == ("01_a", "02_b") and first.ok and second.ok, (first, second)
+    share = str(max(1, os.cpu_count() // 2))
+    assert [(markers / stem).read_text() for stem in ("01_a", "02_b")] == [share, share]
+    assert all((root / "book" / "chapters" / f"{stem}.ipynb").exists() for stem in ("01_a", "02_b"))
+    assert set(json.loads((root / "results" / "timings.json").read_text())) == {"01_a", "02_b"}
+    assert not list((root / "book" / "chapters").glob(".*")) and "job 2 of 2" in capsys.readouterr().out
+    (again,) = runner.run(root, ["01"], "smoke", 300, False, jobs=2)  # unchanged: not run, side by side or not
+    assert again.unchanged
+
+
+def test_jobs_start_nothing_new_after_a_failure_and_refuse_a_bad_count(root):
+    failed = root / "book" / "chapters" / "02_bad.failed.ipynb"
+    make_notebook(root / "notebooks" / "03_late.ipynb", "x = 1")
+    make_notebook(root / "notebooks" / "01_ok.ipynb", (  # still running when 02 fails
+        f"import pathlib, time\nwhile not pathlib.Path({str(failed)!r}).exists():\n    time.sleep(0.1)"))
+    results = runner.run(root, ["02", "01", "03"], "smoke", 300, False, jobs=2)
+    assert [(r.chapter, r.ok) for r in results] == [("02_bad", False), ("01_ok", True)]
+    assert not (root / "book" / "chapters" / "03_late.ipynb").exists()
+    for jobs in (0, 1.5):
+        with pytest.raises(ValueError, match="--jobs must be a whole number"):
+            runner.run(root, ["01"], "smoke", 300, False, jobs=jobs)
+
+
+def test_jobs_interrupted_kill_every_chapter_and_leave_nothing_half_written(root, monkeypatch):
+    make_notebook(root / "notebooks" / "02_bad.ipynb", "import time\ntime.sleep(600)")
+    make_notebook(root / "notebooks" / "01_ok.ipynb", "import time\ntime.sleep(600)")
+    killed, sleep = [], runner.time.sleep
+    real_kill_tree = runner._kill_tree
+
+    def interrupt_once(seconds):
+        monkeypatch.setattr(runner.time, "sleep", sleep)
+        sleep(3)  # both kernels have started
+        raise KeyboardInterrupt
+
+    def kill_tree(proc):
+        killed.append(proc.pid)
+        return real_kill_tree(proc)
+
+    monkeypatch.setattr(runner.time, "sleep", interrupt_once)
+    monkeypatch.setattr(runner, "_kill_tree", kill_tree)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(root, [], "smoke", 300, False, jobs=2)
+    assert len(killed) == 2 and not list((root / "book" / "chapters").glob("*"))
+    assert not list((root / "results" / ".staging").glob("*"))
+
+
+def _tiny_book(path):
+    """A book of two chapters that `nblib book` can build: an intro and a table of contents."""
+    for stem in ("01_ok", "02_two"):
+        notebook = make_notebook(path / "notebooks" / f"{stem}.ipynb",
+                                 CLAIM_OK.replace("01_ok", stem).replace("ok/x", f"{stem}/x"))
+        nb = nbformat.read(notebook, 4)
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(f"# Chapter {stem}"))  # a page needs a title
+        nbformat.write(nb, notebook)
+    (path / "book").mkdir(exist_ok=True)
+    (path / "book" / "intro.md").write_text("# A tiny book\n")
+    (path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "- file: book/chapters/01_ok\n- file: book/chapters/02_two\n- file: book/claims\n")
+    (path / "_config.yml").write_text("title: tiny\nexecute:\n  execute_notebooks: 'off'\n"
+                                      "only_build_toc_files: true\n")
+    return path
+
+
+def test_chapters_run_in_two_folders_merge_into_one_book(tmp_path, capsys):
+    one, two, book = (_tiny_book(tmp_path / name) for name in ("one", "two", "book"))
+    assert runner.run(one, ["01"], "smoke", 300, False)[0].ok
+    assert runner.run(two, ["02"], "smoke", 300, False)[0].ok
+    with pytest.raises(RuntimeError, match="02_two has not been executed"):
+        runner.build_book(one, page_check=False)
+    assert cli.main(["--root", str(book), "merge", str(one), str(two)]) == 0
+    assert "merged 2 chapter(s)" in capsys.readouterr().out
+    for stem in ("01_ok", "02_two"):
+        assert (book / "results" / f"{stem}.json").read_bytes() == (
+            (one if stem == "01_ok" else two) / "results" / f"{stem}.json").read_bytes()
+    assert set(json.loads((book / "results" / "timings.json").read_text())) == {"01_ok", "02_two"}
+    index = runner.build_book(book, page_check=False)
+    claims_page = (book / "_build" / "html" / "book" / "claims.html").read_text()
+    assert index.exists() and "01_ok/x" in claims_page and "02_two/x" in claims_page
+
+
+def test_merge_refuses_what_it_cannot_take_whole(tmp_path, capsys):
+    one, book = _tiny_book(tmp_path / "one"), _tiny_book(tmp_path / "book")
+    assert runner.run(one, ["01"], "smoke", 300, False)[0].ok
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["--root", str(book), "merge", str(empty)]) == 2
+    assert "holds no executed chapter" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="01_ok is in both"):
+        runner.merge(book, [one, one])
+    chapters = one / "book" / "chapters"
+    (chapters / "07_other.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="07_other.ipynb is not a chapter of this book"):
+        runner.merge(book, [one])
+    (chapters / "07_other.ipynb").unlink()
+    claims_file = one / "results" / "01_ok.json"
+    good = claims_file.read_text()
+    claims_file.write_text("[{")
+    with pytest.raises(RuntimeError, match="01_ok from .* cannot be read"):
+        runner.merge(book, [one])
+    claims_file.write_text(good)
+    (chapters / "02_two.failed.ipynb").write_text("{}")
+    with pytest.raises(RuntimeError, match="02_two failed in"):
+        runner.merge(book, [one])
+    assert not (book / "book" / "chapters").exists() or not list((book / "book" / "chapters").iterdir())
