@@ -192,14 +192,15 @@ def paper_beside_ours(record: dict) -> str:
 
 
 def format_value(value: float, unit: str | None, with_unit: bool = True) -> str:
-    """A value as the statement reads it: 77.3% (fraction), +35.2 points, 1.42×, or 0.123."""
+    """A value as the statement reads it: 77.3% (fraction), +35.2 points, 1.42×, or a number
+    to 3 significant digits (0.123, 12.3, 1,234)."""
     if unit == "fraction":
         return f"{value:.1%}" if with_unit else f"{value * 100:.1f}"
     if unit == "points":
         return f"{value * 100:+.1f}" + (" points" if with_unit else "")
     if unit == "ratio":
         return f"{value:.3g}" + ("×" if with_unit else "")
-    return f"{value:.4g}"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def verdict(values: Sequence[float], op: str, target: float, rule: str) -> tuple[bool, tuple[float, float] | None]:

@@ -236,3 +236,11 @@ def test_say_and_show_source():
     assert "def" in html and "Markdown" in html
     with pytest.raises(ValueError, match="at least one"):
         prose.show_source()
+
+
+def test_a_plain_number_reads_at_three_significant_digits_without_exponents():
+    from nblib.claims import format_value
+
+    numbers = [format_value(v, "number") for v in (0.5343, 0.06839, 12.345, 1330.2)]
+    assert numbers == ["0.534", "0.0684", "12.3", "1,330"]
+    assert format_value(0.7734, "fraction") == "77.3%" and format_value(0.352, "points") == "+35.2 points"
