@@ -1,6 +1,7 @@
 """Load every page of the built book in headless Chromium and report what a reader would
 find broken: a page that does not load, an image that did not render, an internal link
-that leads nowhere, a JavaScript error, maths left as raw TeX.
+that leads nowhere, a JavaScript error, maths left as raw TeX — and, before the build, what
+an executed chapter must not show (`output_defects`: raw reprs, warnings, setting names).
 
 The pages are served from a local HTTP server (as a web host would serve them, so that
 scripts behave as they do online), to a browser whose network is cut off from every other
@@ -60,6 +61,58 @@ return {
   problems: window.__nblibProblems || [],
 };
 """
+
+
+# What a reader must never see in a chapter's outputs (a plain-text result, or printed text):
+# the page shows prose, tables and figures. Printed to stderr is not checked: the book
+# removes it (``nb_output_stderr: remove``).
+_RAW_OUTPUTS = [
+    (re.compile(r"^[\[{(]"), "a raw list, dict or tuple"),
+    (re.compile(r"^(True|False|None)$"), "a bare True/False/None"),
+    (re.compile(r"\bnp\.(float|int|bool_)\w*\("), "a NumPy scalar's repr"),
+    (re.compile(r"(^|\n)(Name: .*, )?dtype: \w+$"), "a pandas Series footer (Name/dtype)"),
+    (re.compile(r"^<[\w.]+ object at 0x"), "an object's repr"),
+]
+_PRINTED = [(re.compile(r"\w+Warning\b"), "a warning"), (re.compile(r"\d+%\|"), "a progress bar")]
+# a setting's name where its number belongs: S["epochs"], S['sweep']
+_PARAMETER_NAME = re.compile(r"""\bS\[["'][\w-]+["']\]""")
+
+
+def output_defects(notebook: dict) -> list[str]:
+    """What an executed chapter (a notebook's JSON) would show a reader that it must not:
+    raw reprs as results, warnings or progress bars printed to the page, errors, and
+    setting names in prose where their numbers belong. One line each, naming the cell."""
+    problems = []
+    code_cells = 0
+    for cell in notebook.get("cells", []):
+        source = "".join(cell.get("source", ""))
+        if cell.get("cell_type") == "markdown":
+            prose = source.split("Things to try")[0]  # there a setting's name is what the reader edits
+            problems += [f"markdown {source.strip()[:40]!r}: the setting name {name} where its number belongs"
+                         for name in _PARAMETER_NAME.findall(prose)]
+            continue
+        if cell.get("cell_type") != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        code_cells += 1
+        where = f"code cell {code_cells} ({source.strip().splitlines()[0][:40] if source.strip() else ''!r})"
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "error":
+                problems.append(f"{where}: an error ({out.get('ename')})")
+            elif kind == "stream" and out.get("name") == "stdout":
+                text = "".join(out.get("text", ""))
+                problems += [f"{where}: {what} printed on the page" for pattern, what in _PRINTED
+                             if pattern.search(text)]
+            elif kind in ("execute_result", "display_data"):
+                data = out.get("data", {})
+                shown = "".join(data.get("text/markdown", "")) + "".join(data.get("text/plain", ""))
+                problems += [f"{where}: the setting name {name} where its number belongs"
+                             for name in _PARAMETER_NAME.findall(shown)]
+                if set(data) == {"text/plain"}:  # no figure, table or rendered text: the repr is the page
+                    text = "".join(data["text/plain"]).strip()
+                    problems += [f"{where}: {what} as its result ({text[:30]!r})"
+                                 for pattern, what in _RAW_OUTPUTS if pattern.search(text)]
+    return problems
 
 
 class BrowserMissing(RuntimeError):

@@ -34,3 +34,22 @@ def show_source(*objects, title: str = ""):
     body = highlight(code, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
     summary = html.escape(title or "source: " + ", ".join(names))
     return HTML(f'<details class="nblib-source"><summary>{summary}</summary>{body}</details>')
+
+
+def settings_table(settings: dict, profile: str = ""):
+    """A chapter's settings (its profile's dict) as a two-column table — never a raw dict on
+    the page: lists read "10, 30, 100", whole numbers "60,000"."""
+    import pandas as pd
+
+    def readable(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return ", ".join(readable(v) for v in value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+    if not isinstance(settings, dict) or not settings:
+        raise ValueError(f"settings_table needs a non-empty dict of settings, got {settings!r}")
+    column = f"value ({profile})" if profile else "value"
+    return pd.DataFrame({column: [readable(v) for v in settings.values()]},
+                        index=pd.Index(list(settings), name="setting"))

@@ -504,8 +504,8 @@ def _job_environments(jobs: int) -> list[dict]:
 
 
 def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, timeout: float, keep_going: bool,
-                  seed: int, jobs: int, lock: RunLock, staging: Path,
-                  done: Callable[[Result], None]) -> None:
+                  seed: int, jobs: int, lock: RunLock, staging: Path, done: Callable[[Result], None],
+                  interactive: bool = False) -> None:
     """Run `chosen` (notebook, key) pairs up to `jobs` at a time, each in its own kernel and
     staging folder, publishing each as it ends (`done` is told); after a failure no new
     chapter starts unless `keep_going`. Interrupted, every running chapter is killed and
@@ -522,7 +522,7 @@ def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, time
                 folder.mkdir(exist_ok=True)
                 print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}; "
                       f"job {slot + 1} of {jobs}) ...", flush=True)
-                running[slot] = _launch(notebook, root, profile, folder, key=key, seed=seed, env=envs[slot],
+                running[slot] = _launch(notebook, root, profile, folder, interactive, key, seed, envs[slot],
                                         log=folder / "papermill.log")
             time.sleep(0.2)
             for slot, run in list(running.items()):
@@ -546,9 +546,10 @@ def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, time
 
 
 def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool,
-        force: bool = False, seed: int = 0, jobs: int = 1) -> list[Result]:
+        force: bool = False, seed: int = 0, jobs: int = 1, interactive: bool = False) -> list[Result]:
     """Run the chosen chapters at chapter seed `seed` (another than 0 publishes apart from
-    the book: `published`), up to `jobs` side by side (`_side_by_side`), else in order;
+    the book: `published`), up to `jobs` side by side (`_side_by_side`), else in order,
+    in batch mode or as in JupyterLab (`interactive`: `kernel_env`; always run);
     stop starting chapters after the first failure unless `keep_going`. A chapter whose
     notebook, profile and environment (`chapter_key`) are those its published copy was
     made with is reported "unchanged" and not run, unless `force`."""
@@ -574,7 +575,7 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
         to_run = []
         for notebook in chosen:
             key = chapter_key(notebook, profile, environment, seed)
-            if not force and _unchanged(root, notebook, key, seed):
+            if not force and not interactive and _unchanged(root, notebook, key, seed):
                 records = claims.read_file(published(root, seed)[1] / f"{notebook.stem}.json")
                 passed = sum(r["passed"] for r in records)
                 results.append(Result(notebook.stem, True, 0.0, passed, len(records) - passed, unchanged=True))
@@ -585,13 +586,12 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
         with staging_folder(root) as staging:
             if jobs > 1 and len(to_run) > 1:
                 _side_by_side(root, to_run, profile, timeout, keep_going, seed, min(jobs, len(to_run)), lock,
-                              staging, done)
+                              staging, done, interactive)
             else:
                 for notebook, key in to_run:
                     print(f"running {notebook.stem} (profile={profile}{f', seed={seed}' if seed else ''}) ...",
                           flush=True)
-                    done(run_chapter(notebook, root, profile, timeout, staging=staging, lock=lock, key=key,
-                                     seed=seed))
+                    done(run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key, seed))
                     if not results[-1].ok and not keep_going:
                         break
     order = {nb.stem: i for i, nb in enumerate(chosen)}
@@ -912,6 +912,14 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         if problems:
             raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
                                + "\nrun `nblib run` (or `make book`) first")
+        from . import pagecheck
+
+        shown = [f"{notebook.stem}: {problem}" for notebook in notebooks(root)
+                 for problem in pagecheck.output_defects(json.loads((out_dir / f"{notebook.stem}.ipynb").read_text()))]
+        if shown:
+            raise RuntimeError("chapters show what a page must not:\n  " + "\n  ".join(shown)
+                               + "\nfix the notebooks (nblib.prose.settings_table, a trailing ';', a table), "
+                                 "then run them again")
         mismatches = registry_mismatches(root)
         if mismatches:
             raise RuntimeError("the published claims do not match the registry:\n  " + "\n  ".join(mismatches)

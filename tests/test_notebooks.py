@@ -35,7 +35,7 @@ def _chapters_needed(session: pytest.Session) -> list[str]:
 def smoke_book(tmp_path_factory, request):
     root = book_copy(tmp_path_factory.mktemp("book"))
     chapters = _chapters_needed(request.session)
-    results = {r.chapter: r for r in runner.run(root, chapters, "smoke", timeout=900, keep_going=True)}
+    results = {r.chapter: r for r in runner.run(root, chapters, "smoke", timeout=900, keep_going=True, jobs=2)}
     return root, results
 
 
@@ -44,9 +44,9 @@ def lab_book(tmp_path_factory, smoke_book, request):
     """The chapters run as in JupyterLab ($NBLIB_BATCH unset), after the batch run has
     filled the model cache."""
     root = book_copy(tmp_path_factory.mktemp("lab"))
-    chosen = set(_chapters_needed(request.session))
-    return root, {nb.stem: runner.run_chapter(nb, root, "smoke", 900, interactive=True)
-                  for nb in runner.notebooks(root) if not chosen or nb.stem in chosen}
+    results = runner.run(root, _chapters_needed(request.session), "smoke", timeout=900, keep_going=True, jobs=2,
+                         interactive=True)
+    return root, {r.chapter: r for r in results}
 
 
 def test_the_table_of_contents_lists_every_chapter_once():

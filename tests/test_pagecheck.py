@@ -79,3 +79,42 @@ def test_pages_skip_static_files(site):
     (site / "_static").mkdir()
     (site / "_static" / "theme.html").write_text("<html></html>")
     assert [p.relative_to(site).as_posix() for p in pagecheck.pages(site)] == ["index.html", "sub/page.html"]
+
+
+def _notebook(*cells):
+    return {"cells": list(cells)}
+
+
+def _result(text, kind="execute_result", **data):
+    return {"cell_type": "code", "source": "x", "metadata": {},
+            "outputs": [{"output_type": kind, "data": {"text/plain": text, **data}}]}
+
+
+@pytest.mark.parametrize("cell, problem", [
+    (_result("{'epochs': 8, 'train': 5000}"), "a raw list, dict or tuple"),
+    (_result("True"), "a bare True/False/None"),
+    (_result("np.float64(0.1)"), "a NumPy scalar's repr"),
+    (_result("DANN    0.75\nName: accuracy, dtype: float64"), "a pandas Series footer"),
+    (_result("<nblib.models.MLPStack object at 0x7f>"), "an object's repr"),
+    ({"cell_type": "code", "source": "x", "metadata": {},
+      "outputs": [{"output_type": "stream", "name": "stdout", "text": "x.py:3: FutureWarning: soon"}]}, "a warning"),
+    ({"cell_type": "code", "source": "x", "metadata": {},
+      "outputs": [{"output_type": "stream", "name": "stdout", "text": "fit:  40%|####  | 4/10"}]}, "a progress bar"),
+    (_result("", "display_data", **{"text/markdown": 'Trained for S["epochs"] epochs.'}), 'S["epochs"]'),
+    ({"cell_type": "markdown", "source": 'Each run sees `S["train"]` images.'}, 'S["train"]'),
+    ({"cell_type": "code", "source": "1 / 0", "metadata": {},
+      "outputs": [{"output_type": "error", "ename": "ZeroDivisionError"}]}, "an error (ZeroDivisionError)"),
+])
+def test_a_chapter_output_a_reader_must_not_see_is_named(cell, problem):
+    (found,) = pagecheck.output_defects(_notebook(cell))
+    assert problem in found
+
+
+def test_tables_figures_stderr_and_things_to_try_pass():
+    clean = _notebook(
+        _result("   value\nsetting", "execute_result", **{"text/html": "<table></table>"}),  # a DataFrame
+        _result("<Figure size 640x480>", "display_data", **{"image/png": "iVBOR"}),
+        {"cell_type": "code", "source": "fit()", "metadata": {},  # stderr: the book removes it
+         "outputs": [{"output_type": "stream", "name": "stderr", "text": "fit: 40%|####  | 4/10 UserWarning"}]},
+        {"cell_type": "markdown", "source": '## Things to try\n\n1. Set `S["width"]` to 8.'})
+    assert pagecheck.output_defects(clean) == []
