@@ -206,3 +206,15 @@ def test_bad_probe_raises_before_training(mnist):
     with pytest.raises(ValueError, match="snapshots"):
         gan.train_gan(conditional, train.subset(64, seed=0), probe=(torch.randn(4, 8), torch.arange(4)),
                       snapshots=0, progress=False)
+
+
+def test_confident_reading_counts_real_digits_not_noise(judge, mnist):
+    _, test = mnist
+    real = gan.confident_reading(judge, test.x[:500])
+    noise = gan.confident_reading(judge, torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    assert real["read"] > 0.9 and noise["read"] < 0.05
+    assert sum(real["shares"]) == pytest.approx(1) and min(real["shares"]) > 0.03
+    blank = gan.confident_reading(judge, torch.full((4, 1, 28, 28), 0.5), confidence=0.999999)
+    assert len(blank["shares"]) == 10
+    with pytest.raises(ValueError):
+        gan.confident_reading(judge, test.x[:4], confidence=1.5)
