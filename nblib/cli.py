@@ -22,7 +22,7 @@ def _cmd_run(args) -> int:
     from . import runner
 
     results = runner.run(args.root, args.chapters, args.profile, args.timeout, args.keep_going, args.force,
-                         config.check_seed(args.seed), args.jobs)
+                         config.check_seed(args.seed), args.jobs, record=args.record)
     return 0 if results and all(r.ok for r in results) else 1
 
 
@@ -116,6 +116,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=_whole, default=1,
                    help="chapters run side by side, each in its own kernel with its share of the CPU cores "
                         "(and of the GPUs, when there are several); default 1")
+    r.add_argument("--record", action="store_true",
+                   help="keep the claims of each chapter that succeeds in the ledger (ledger/<chapter>/"
+                        "<profile>-<device>.json, for git); always done at full")
     r.set_defaults(func=_cmd_run)
     m = sub.add_parser("compare", help="two result sets side by side (e.g. results results/seed-1): "
                                        "values, verdicts and the asserted claims that flipped")

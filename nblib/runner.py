@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import claims, config
+from . import claims, config, ledger
 
 
 class Stopped(KeyboardInterrupt):
@@ -546,13 +546,15 @@ def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, time
 
 
 def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: bool,
-        force: bool = False, seed: int = 0, jobs: int = 1, interactive: bool = False) -> list[Result]:
+        force: bool = False, seed: int = 0, jobs: int = 1, interactive: bool = False,
+        record: bool = False) -> list[Result]:
     """Run the chosen chapters at chapter seed `seed` (another than 0 publishes apart from
     the book: `published`), up to `jobs` side by side (`_side_by_side`), else in order,
     in batch mode or as in JupyterLab (`interactive`: `kernel_env`; always run);
     stop starting chapters after the first failure unless `keep_going`. A chapter whose
     notebook, profile and environment (`chapter_key`) are those its published copy was
-    made with is reported "unchanged" and not run, unless `force`."""
+    made with is reported "unchanged" and not run, unless `force`. A chapter that succeeds at
+    `full`, or at any profile with `record`, is kept in the ledger (`ledger.record`)."""
     config.check_profile(profile)
     config.check_seed(seed)
     if not timeout > 0:
@@ -565,6 +567,10 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
     def done(result: Result) -> None:
         results.append(result)
         _record_timing(published(root, seed)[1], result, profile)
+        if result.ok and seed == 0 and (record or profile == "full"):
+            entry = ledger.record(root, result.chapter, profile, result.seconds)
+            if entry is not None:
+                print(f"  recorded in {entry.relative_to(root)}", flush=True)
         status = "ok" if result.ok else f"FAILED: {result.error}"
         print(f"  {result.chapter}: {status} ({result.seconds:.0f} s, claims {result.passed} passed, "
               f"{result.failed} failed)", flush=True)
@@ -737,32 +743,37 @@ def _with_setting(record: dict) -> str:
     return record["statement"] + (f" ({record['setting']})" if record.get("setting") else "")
 
 
-def _git_commit(root: Path) -> str:
-    """The checkout's commit, short, read from ``.git`` (no git process); '' outside git."""
-    git = root / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            ref = head.removeprefix("ref: ")
-            if (git / ref).exists():
-                head = (git / ref).read_text().strip()
-            else:  # a fresh clone keeps its refs packed
-                head = next(line.split()[0] for line in (git / "packed-refs").read_text().splitlines()
-                            if line.endswith(f" {ref}"))
-    except (OSError, StopIteration):
-        return ""
-    return head[:7]
-
-
 def _provenance_line(root: Path) -> str:
     """'Built from commit `1a2b3c4` on 2026-12-06 with torch 2.14.1; the chapters' last runs took 19.8 minutes.'"""
     from importlib import metadata
 
-    commit = _git_commit(root)
+    commit = ledger.git_commit(root)
     where = f"commit `{commit}`" if commit else "a folder outside git"
     seconds = sum(t.get("seconds", 0) for t in _read_json(config.results_dir(root) / TIMINGS).values())
     return (f"Built from {where} on {time.strftime('%Y-%m-%d', time.gmtime())} with torch "
             f"{metadata.version('torch')}; the chapters' last runs took {seconds / 60:.1f} minutes in all.")
+
+
+def _full_line(chapter: str, full: dict | None) -> str:
+    """Where the chapter's `full` numbers come from, or that it has none yet."""
+    if full is None:
+        return (f"Not yet run at `full` (`nblib run {chapter[:2]} --profile full` records it in "
+                f"`{ledger.LEDGER}/`).")
+    state = ("**stale**: the chapter has changed since, so these numbers may not be what it gives now"
+             if full["stale"] else "the chapter has not changed since")
+    return (f"At `full`: on {full['device']}, commit `{full['commit'] or '?'}`, {full['date']}, "
+            f"{full['seconds'] / 60:.1f} minutes; {state}.")
+
+
+def _full_column(record: dict, at_full: dict | None) -> str:
+    """The claim's value and verdict at `full` as a table cell (' 77.3% (holds) |'); nothing
+    for a chapter without a full run."""
+    if at_full is None:
+        return ""
+    c = at_full.get(record["id"])
+    if c is None:
+        return " not measured |"
+    return f" {claims.format_value(c['value'], c.get('unit'))} ({'holds' if c['passed'] else '**fails**'}) |"
 
 
 def claims_page(root: Path) -> tuple[str, int, int]:
@@ -782,25 +793,32 @@ def claims_page(root: Path) -> tuple[str, int, int]:
         runs = sorted({f"profile {r['profile']} on {r['device']}" for r in records})
         data_lines = ([f"- {claims.md_cell(line)}" for line in claims.describe_data(list(data.values()))]
                       or ["- no data set"])
+        full = ledger.latest(root, notebook.stem)
         sections += [f"## [{notebook.stem}](chapters/{notebook.stem}.ipynb)", "",
-                     f"Measured at {', '.join(runs)}, on:", "", *data_lines, ""]
+                     f"Measured at {', '.join(runs)}, on:", "", *data_lines, "", _full_line(notebook.stem, full), ""]
+        at_full = {c["id"]: c for c in full["claims"]} if full else None
 
         def finding(r: dict) -> str:
             paper = claims.paper_beside_ours(r)
             return (f"`{r['id']}`: {claims.md_cell(_with_setting(r))}"
                     + (f"; *paper:* {claims.md_cell(paper)}" if paper else ""))
 
-        # three columns (four for expectations), so that a table fits a 1280-px window
+        # three columns (four with a full run), so that a table fits a 1280-px window
+        full_head, full_rule = (" at full |", "---|") if at_full is not None else ("", "")
+        measured = f"{records[0]['profile']} (target; null)"
+
         if asserted:
-            sections += ["| claim (ours; the paper) | measured (target; null) | holds |", "|---|---|---|",
-                         *[f"| {finding(r)} | {claims.md_cell(claims.describe_measured(r))} | "
-                           f"{'yes' if r['passed'] else '**no**'} |" for r in asserted], ""]
+            sections += [f"| claim (ours; the paper) | {measured} |{full_head} holds |",
+                         f"|---|---|{full_rule}---|",
+                         *[f"| {finding(r)} | {claims.md_cell(claims.describe_measured(r))} |"
+                           f"{_full_column(r, at_full)} {'yes' if r['passed'] else '**no**'} |" for r in asserted], ""]
         if expectations:
             sections += ["Expectations, registered before the run and shown with their outcome:", "",
-                         "| expectation (ours; the paper) | measured (target; null) | outcome |", "|---|---|---|",
+                         f"| expectation (ours; the paper) | {measured} |{full_head} outcome |",
+                         f"|---|---|{full_rule}---|",
                          *[f"| {finding(r)}; *why an expectation:* "
                            f"{claims.md_cell(r.get('reason') or r.get('reported') or '')} | "
-                           f"{claims.md_cell(claims.describe_measured(r))} | "
+                           f"{claims.md_cell(claims.describe_measured(r))} |{_full_column(r, at_full)} "
                            f"{'held' if r['passed'] else '**did not hold**'} |" for r in expectations], ""]
     text = "\n".join([
         "# Claims", "",

@@ -17,7 +17,7 @@ from .conftest import make_notebook, needs_chromium
 
 SLEEPER = ('import os, time, nblib\nnblib.setup("03_sleep", profile, seed)\n'
            'open(os.environ["PIDFILE"], "w").write(str(os.getpid()))\ntime.sleep(600)')
-CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5)'
+CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5);'
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from nblib import cli, runner
 
 from .conftest import make_notebook
 
-CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5)'
+CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5);'
 
 
 @pytest.fixture
@@ -432,3 +432,31 @@ def test_merge_refuses_what_it_cannot_take_whole(tmp_path, capsys):
     with pytest.raises(RuntimeError, match="02_two failed in"):
         runner.merge(book, [one])
     assert not (book / "book" / "chapters").exists() or not list((book / "book" / "chapters").iterdir())
+
+
+# ---- issue 33: full runs kept in a ledger in git, shown beside quick on the claims page
+
+def test_a_full_run_is_kept_in_the_ledger_and_shown_beside_quick_until_the_chapter_changes(root, capsys):
+    assert runner.run(root, ["01"], "full", 300, False)[0].ok
+    entry_file = root / "ledger" / "01_ok" / "full-cpu.json"
+    assert "recorded in ledger/01_ok/full-cpu.json" in capsys.readouterr().out
+    entry = json.loads(entry_file.read_text())
+    assert entry["chapter"] == "01_ok" and entry["profile"] == "full" and entry["device"] == "cpu"
+    assert entry["claims"][0]["id"] == "ok/x" and entry["claims"][0]["passed"] and entry["seconds"] > 0
+    assert {"commit", "date", "torch", "source", "registry"} <= entry.keys()
+    assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book's run: not recorded
+    assert json.loads(entry_file.read_text()) == entry
+    text, _, _ = runner.claims_page(root)
+    assert "| claim (ours; the paper) | quick (target; null) | at full | holds |" in text
+    assert "| 1 (holds) |" in text and "the chapter has not changed since" in text
+    make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK + "\n# changed")
+    assert "**stale**" in runner.claims_page(root)[0]
+    entry_file.write_text("{")  # a damaged entry is shown as none
+    assert "Not yet run at `full`" in runner.claims_page(root)[0]
+
+
+def test_record_keeps_any_profile_and_nothing_at_another_seed(root):
+    assert runner.run(root, ["01"], "smoke", 300, False, record=True)[0].ok
+    assert (root / "ledger" / "01_ok" / "smoke-cpu.json").exists()
+    assert runner.run(root, ["01"], "full", 300, False, seed=1)[0].ok
+    assert not (root / "ledger" / "01_ok" / "full-cpu.json").exists()

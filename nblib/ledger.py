@@ -1,0 +1,90 @@
+"""The results ledger: runs of a chapter kept in git, beside the paper's numbers.
+
+`nblib run --profile full` (and any run with ``--record``) writes, for each chapter that
+succeeded at the book's seed, ``ledger/<chapter>/<profile>-<device>.json``: every claim's
+values and verdict, with the commit, date, device, torch version, seconds, the registry's
+ids and a hash of the chapter's source (notebook and registry). The claims page shows a
+chapter's latest `full` entry beside its quick numbers, marked stale when the chapter's
+source has changed since. CI's quick runs are not recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from importlib import metadata
+from pathlib import Path
+
+from . import claims, config
+
+LEDGER = "ledger"  # in the book's root, in git
+
+
+def git_commit(root: Path) -> str:
+    """The checkout's commit, short, read from ``.git`` (no git process); '' outside git."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            ref = head.removeprefix("ref: ")
+            if (git / ref).exists():
+                head = (git / ref).read_text().strip()
+            else:  # a fresh clone keeps its refs packed
+                head = next(line.split()[0] for line in (git / "packed-refs").read_text().splitlines()
+                            if line.endswith(f" {ref}"))
+    except (OSError, StopIteration):
+        return ""
+    return head[:7]
+
+
+def source_hash(root: Path, chapter: str) -> str:
+    """A hash of what the chapter itself is: its notebook and its claims registry."""
+    registry = claims.registry_file(chapter, root)
+    text = (root / "notebooks" / f"{chapter}.ipynb").read_bytes() + (
+        registry.read_bytes() if registry.exists() else b"")
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def entry_path(root: Path, chapter: str, profile: str, device: str) -> Path:
+    """``ledger/<chapter>/<profile>-<device type>.json`` (cuda:1 → cuda)."""
+    kind = re.sub(r"[^\w.-]", "-", device.split(":")[0]) or "unknown"
+    return root / LEDGER / chapter / f"{profile}-{kind}.json"
+
+
+def record(root: Path, chapter: str, profile: str, seconds: float) -> Path | None:
+    """Write the ledger entry of the chapter's published claims (seed 0's); None when it
+    recorded none."""
+    records = claims.read_file(config.results_dir(root) / f"{chapter}.json")
+    if not records:
+        return None
+    device = records[0].get("device", "unknown")
+    entry = {
+        "chapter": chapter, "profile": profile, "device": device, "commit": git_commit(root),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), "torch": metadata.version("torch"),
+        "seconds": round(seconds, 1), "source": source_hash(root, chapter),
+        "registry": list(claims.registry(chapter, root) or {}),
+        "claims": [{key: r.get(key) for key in ("id", "value", "values", "interval", "op", "target", "unit",
+                                                 "rule", "kind", "passed")} for r in records],
+    }
+    path = entry_path(root, chapter, profile, device)
+    config.write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(entry, indent=1) + "\n"))
+    return path
+
+
+def latest(root: Path, chapter: str, profile: str = "full") -> dict | None:
+    """The chapter's most recent entry at `profile` (any device), with ``stale`` set when
+    its source has changed since; None if there is none or it cannot be read."""
+    entries = []
+    for path in sorted((root / LEDGER / chapter).glob(f"{profile}-*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged entry is shown as none, never trusted
+        if isinstance(entry, dict) and isinstance(entry.get("claims"), list):
+            entries.append(entry)
+    if not entries:
+        return None
+    entry = max(entries, key=lambda e: (e.get("date", ""), e.get("seconds", 0)))
+    return entry | {"stale": entry.get("source") != source_hash(root, chapter)}
