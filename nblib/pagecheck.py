@@ -1,6 +1,7 @@
 """Load every page of the built book in headless Chromium and report what a reader would
 find broken: a page that does not load, an image that did not render, an internal link
-that leads nowhere, a JavaScript error, maths left as raw TeX — and, before the build, what
+that leads nowhere, a JavaScript error, maths left as raw TeX, a block that scrolls sideways
+in a laptop's 1280-px window — and, before the build, what
 an executed chapter must not show (`output_defects`: raw reprs, warnings, setting names).
 
 The pages are served from a local HTTP server (as a web host would serve them, so that
@@ -52,6 +53,31 @@ if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
 }
 """
 
+# What scrolls sideways in a 1280-px window: the page itself, or a block of the article
+# (code, output, a table, an equation) wider than its column. A reader on a laptop should
+# never have to scroll sideways to read a line.
+_SIDEWAYS = r"""
+const out = [];
+const doc = document.documentElement;
+if (doc.scrollWidth > doc.clientWidth + 1) {
+  out.push('the page itself (' + doc.scrollWidth + ' px in a ' + doc.clientWidth + '-px window)');
+}
+const article = document.querySelector('article') || document.body;
+const seen = new Set();
+for (const el of article.querySelectorAll('*')) {
+  const overflow = getComputedStyle(el).overflowX;
+  if ((overflow === 'auto' || overflow === 'scroll') && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+    const text = (el.innerText || '').trim().replace(/\s+/g, ' ').slice(0, 50);
+    if (!seen.has(text)) {
+      seen.add(text);
+      out.push(el.tagName.toLowerCase() + ' ' + el.scrollWidth + ' px in ' + el.clientWidth
+               + ' (' + JSON.stringify(text) + ')');
+    }
+  }
+}
+return out;
+"""
+
 _PAGE_STATE = """
 return {
   ready: document.readyState,
@@ -78,10 +104,23 @@ _PRINTED = [(re.compile(r"\w+Warning\b"), "a warning"), (re.compile(r"\d+%\|"), 
 _PARAMETER_NAME = re.compile(r"""\bS\[["'][\w-]+["']\]""")
 
 
+def _transparent(png_base64) -> bool:
+    """Whether a figure's corner is see-through: on the book's dark theme its black text and
+    axes would then stand on a dark page."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode("".join(png_base64))))
+    return "A" in image.getbands() and image.getchannel("A").getpixel((0, 0)) < 255
+
+
 def output_defects(notebook: dict) -> list[str]:
     """What an executed chapter (a notebook's JSON) would show a reader that it must not:
-    raw reprs as results, warnings or progress bars printed to the page, errors, and
-    setting names in prose where their numbers belong. One line each, naming the cell."""
+    raw reprs as results, warnings or progress bars printed to the page, errors, setting
+    names in prose where their numbers belong, and figures with a transparent background
+    (unreadable on the dark theme). One line each, naming the cell."""
     problems = []
     code_cells = 0
     for cell in notebook.get("cells", []):
@@ -105,6 +144,9 @@ def output_defects(notebook: dict) -> list[str]:
                              if pattern.search(text)]
             elif kind in ("execute_result", "display_data"):
                 data = out.get("data", {})
+                if "image/png" in data and _transparent(data["image/png"]):
+                    problems.append(f"{where}: a figure with a transparent background (dark text on the dark "
+                                    "theme's page: give it a face colour)")
                 shown = "".join(data.get("text/markdown", "")) + "".join(data.get("text/plain", ""))
                 problems += [f"{where}: the setting name {name} where its number belongs"
                              for name in _PARAMETER_NAME.findall(shown)]
@@ -266,6 +308,8 @@ def check_site(html_dir: Path, required: list[str] = ()) -> list[Problem]:
             if raw:
                 problems.append(Problem(name, f"{raw} formula(s) shown as raw TeX: MathJax did not typeset them "
                                               "(it must load from the book itself, not a CDN)"))
+            for what in session.execute_script(_SIDEWAYS):
+                problems.append(Problem(name, f"scrolls sideways at 1280 px: {what}"))
             for kind, what in state["problems"]:
                 if kind == "script":
                     problems.append(Problem(name, f"JavaScript error: {what}"))

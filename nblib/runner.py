@@ -419,6 +419,7 @@ def _finish(root: Path, profile: str, run: _Launched, log: str, error: str, caus
         error = (f"recorded no claims under its own name: does its nblib.setup() say {notebook.stem!r}? "
                  f"(claims recorded under other names are not published)")
     if not error:
+        _one_parameters_cell(tmp)
         with _signals_held():  # the notebook, its claims and its key are published together or not at all
             _key_file(root, notebook.stem, seed).unlink(missing_ok=True)
             os.replace(tmp, final)
@@ -442,6 +443,20 @@ def _finish(root: Path, profile: str, run: _Launched, log: str, error: str, caus
         error += "\n" + log[-2000:]
     passed = sum(r["passed"] for r in records)
     return Result(notebook.stem, not error, seconds, passed, len(records) - passed, error)
+
+
+def _one_parameters_cell(executed: Path) -> None:
+    """Show the page one parameters cell: the values the chapter ran with (papermill's
+    injected cell), the notebook's defaults hidden (tagged ``remove-cell``)."""
+    nb = json.loads(executed.read_text())
+    cells = nb.get("cells", [])
+    if not any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells):
+        return
+    for cell in cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def _outcome(run: _Launched) -> tuple[str, bool]:

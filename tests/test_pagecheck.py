@@ -12,6 +12,17 @@ from .conftest import needs_chromium
 ONE_PIXEL_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
+def png(alpha: int) -> str:
+    """A 4 × 4 white figure as a notebook holds it (base64 PNG), `alpha` its opacity."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (4, 4), (255, 255, 255, alpha)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 @pytest.fixture
 def site(tmp_path):
     (tmp_path / "sub").mkdir()
@@ -47,6 +58,10 @@ def test_a_sound_site_has_no_problems(site):
     # the browser has no network beyond the book: MathJax from a CDN never loads
     ('<script defer src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-chtml.js"></script>'
      '<div class="math notranslate">\\[e^{i\\pi} + 1 = 0\\]</div>', "1 formula(s) shown as raw TeX"),
+    # a laptop's window: a block wider than its column scrolls sideways, as does a page wider than the window
+    ('<pre style="overflow-x: auto; width: 300px">' + "x = 1  " * 100 + "</pre>",
+     'scrolls sideways at 1280 px: pre'),
+    ('<div style="width: 3000px">wide</div>', "scrolls sideways at 1280 px: the page itself"),
 ])
 def test_each_breakage_is_reported_with_its_page(site, body, expected):
     (site / "not-an-image.png").write_text("this is text")
@@ -104,6 +119,8 @@ def _result(text, kind="execute_result", **data):
     ({"cell_type": "markdown", "source": 'Each run sees `S["train"]` images.'}, 'S["train"]'),
     ({"cell_type": "code", "source": "1 / 0", "metadata": {},
       "outputs": [{"output_type": "error", "ename": "ZeroDivisionError"}]}, "an error (ZeroDivisionError)"),
+    (_result("<Figure>", "display_data", **{"image/png": png(0)}),
+     "a figure with a transparent background"),
 ])
 def test_a_chapter_output_a_reader_must_not_see_is_named(cell, problem):
     (found,) = pagecheck.output_defects(_notebook(cell))
@@ -113,7 +130,7 @@ def test_a_chapter_output_a_reader_must_not_see_is_named(cell, problem):
 def test_tables_figures_stderr_and_things_to_try_pass():
     clean = _notebook(
         _result("   value\nsetting", "execute_result", **{"text/html": "<table></table>"}),  # a DataFrame
-        _result("<Figure size 640x480>", "display_data", **{"image/png": "iVBOR"}),
+        _result("<Figure size 640x480>", "display_data", **{"image/png": png(255)}),
         {"cell_type": "code", "source": "fit()", "metadata": {},  # stderr: the book removes it
          "outputs": [{"output_type": "stream", "name": "stderr", "text": "fit: 40%|####  | 4/10 UserWarning"}]},
         {"cell_type": "markdown", "source": '## Things to try\n\n1. Set `S["width"]` to 8.'})

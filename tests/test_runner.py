@@ -460,3 +460,11 @@ def test_record_keeps_any_profile_and_nothing_at_another_seed(root):
     assert (root / "ledger" / "01_ok" / "smoke-cpu.json").exists()
     assert runner.run(root, ["01"], "full", 300, False, seed=1)[0].ok
     assert not (root / "ledger" / "01_ok" / "full-cpu.json").exists()
+
+
+def test_the_page_shows_one_parameters_cell_the_values_the_chapter_ran_with(root):
+    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
+    cells = json.loads((root / "book" / "chapters" / "01_ok.ipynb").read_text())["cells"]
+    shown = [c for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
+    parameters = [c for c in shown if {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))]
+    assert len(parameters) == 1 and 'profile = "smoke"' in "".join(parameters[0]["source"])
