@@ -4,7 +4,7 @@ A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends wit
 ``nblib.claim(...)``; everything in between that is not the point of the chapter lives in
 the topic modules: config, data, models, train, cache, claims, plots, prose, metrics,
 landscape, attacks, dann, depth, gan, pretrained, pruning, saliency, scratch, transfer (and
-pagecheck and runner, for the book). Modules load on first use, so the ``nblib`` command starts without torch.
+pagecheck, runner and ledger, for the book). Modules load on first use, so the ``nblib`` command starts without torch.
 """
 
 import importlib
@@ -14,8 +14,8 @@ from .config import PROFILES, interactive, pick_device, seed_everything
 
 __version__ = "0.1.0"
 
-_MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "gan", "landscape", "metrics", "models",
-            "pagecheck", "plots", "pretrained", "prose", "pruning", "runner", "saliency", "scratch", "train",
+_MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "gan", "landscape", "ledger", "metrics",
+            "models", "pagecheck", "plots", "pretrained", "prose", "pruning", "runner", "saliency", "scratch", "train",
             "transfer"}
 _NAMES = {
     "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
