@@ -945,6 +945,10 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         if problems:
             raise RuntimeError("cannot build the book:\n  " + "\n  ".join(problems)
                                + "\nrun `nblib run` (or `make book`) first")
+        mismatches = registry_mismatches(root)
+        if mismatches:
+            raise RuntimeError("the published claims do not match the registry:\n  " + "\n  ".join(mismatches)
+                               + "\nrun the chapter again (`nblib run --force`), or register what it measures")
         from . import pagecheck
 
         shown = [f"{notebook.stem}: {problem}" for notebook in notebooks(root)
@@ -953,10 +957,6 @@ def build_book(root: Path, page_check: bool = True) -> Path:
             raise RuntimeError("chapters show what a page must not:\n  " + "\n  ".join(shown)
                                + "\nfix the notebooks (nblib.prose.settings_table, a trailing ';', a table), "
                                  "then run them again")
-        mismatches = registry_mismatches(root)
-        if mismatches:
-            raise RuntimeError("the published claims do not match the registry:\n  " + "\n  ".join(mismatches)
-                               + "\nrun the chapter again (`nblib run --force`), or register what it measures")
         text, total, passed = claims_page(root)
         (root / "book" / "claims.md").write_text(text)
         (root / "book" / KEY_FINDINGS).write_text(key_findings(root))

@@ -77,7 +77,7 @@ def make_notebook(path: Path, *sources: str) -> Path:
 
 
 def book_copy(dest: Path) -> Path:
-    """A copy of the book's sources (config, toc, pages, chapter notebooks, claims registry) at `dest`."""
+    """A copy of the book's sources (config, toc, pages, stylesheet, chapter notebooks, claims registry) at `dest`."""
     for name in ["_config.yml", "_toc.yml"]:
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "notebooks", dest / "notebooks")
@@ -88,4 +88,5 @@ def book_copy(dest: Path) -> Path:
             shutil.copy(page, dest / "book" / page.name)
     shutil.copy(ROOT / "book" / "references.bib", dest / "book" / "references.bib")
     shutil.copytree(ROOT / "book" / "_ext", dest / "book" / "_ext", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "_static", dest / "_static")  # the book's stylesheet: code wraps at 1280 px
     return dest
