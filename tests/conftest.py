@@ -12,6 +12,17 @@ needs_chromium = pytest.mark.skipif(
     reason="Chromium and chromedriver are not installed (bash ci/system-packages.sh as root installs them)")
 
 
+BOOK_FIXTURES = {"smoke_book", "lab_book", "built_book"}
+
+
+def pytest_collection_modifyitems(items):
+    """The smoke book's tests first. pytest-xdist (pyproject's addopts: two workers, one test
+    file at a time, in this order) then gives their file, which builds the book once, to one
+    worker from the start, while the other runs the rest of the files."""
+    book = [item for item in items if BOOK_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    items[:] = book + [item for item in items if item not in book]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory):
     """Tests never touch the user's cache or the book's results: a fresh folder per session."""

