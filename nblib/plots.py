@@ -56,26 +56,32 @@ def sweep(x, series: dict[str, list[float]], xlabel: str, ylabel: str, ax=None, 
 def image_rows(rows: dict[str, torch.Tensor], titles: dict[str, list[str]] | None = None,
                diverging: tuple[str, ...] = (), size: float = 1.5):
     """One row per named batch of images (N×C×H×W), the row name on the left. Rows named
-    in `diverging` (e.g. perturbations) are drawn with a red–blue map centred on zero."""
+    in `diverging` (e.g. perturbations) are drawn with a red–blue map centred on zero, on
+    one scale per row, shown by a colour bar at its end. Titles and names are set large
+    enough to read when a row of eight is shrunk to the page's width."""
     n = max(len(x) for x in rows.values())
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * size, len(rows) * size * 1.2), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * size, len(rows) * size * 1.25), squeeze=False,
+                             layout="constrained")  # room for the colour bars
     for r, (name, images) in enumerate(rows.items()):
+        images = images.detach().cpu()
+        scale = float(images.abs().max()) or 1.0
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
             ax.set_yticks([])
             if c >= len(images):
                 ax.axis("off")
                 continue
-            img = images[c].detach().cpu()
+            img = images[c]
             if name in diverging:
-                scale = float(img.abs().max()) or 1.0
-                ax.imshow(img.mean(0), cmap="RdBu_r", vmin=-scale, vmax=scale)
+                shown = ax.imshow(img.mean(0).numpy(), cmap="RdBu_r", vmin=-scale, vmax=scale)
             else:
-                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+                ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(), cmap="gray", vmin=0, vmax=1)
             if titles and name in titles:
-                ax.set_title(titles[name][c], fontsize=7)
-        axes[r, 0].set_ylabel(name, fontsize=9)
-    plt.tight_layout()
+                ax.set_title(titles[name][c], fontsize=11)
+        axes[r, 0].set_ylabel(name, fontsize=12)
+        if name in diverging:
+            bar = fig.colorbar(shown, ax=axes[r, :len(images)].tolist(), shrink=0.9, pad=0.01)
+            bar.ax.tick_params(labelsize=10)
     return fig
 
 
@@ -99,11 +105,15 @@ def image_grid(images: torch.Tensor, nrow: int, ax=None, title: str = "", pad: i
 
 def reliability_diagram(table, ax=None, label: str = "", bar_color=None):
     """Accuracy against mean confidence per bin of a `metrics.reliability_table`, as bars
-    over the bins; the diagonal is perfect calibration. Bars below it: overconfident."""
+    over the bins; the diagonal is perfect calibration. Bars below it: overconfident. A
+    dotted line gives the share of the images in each bin, so that a bar standing on a
+    handful of images is seen as such."""
     ax = ax or plt.subplots(figsize=(4, 4))[1]
     filled = table[table["count"] > 0]
     ax.bar(filled["lower"], filled["accuracy"], width=filled["upper"] - filled["lower"], align="edge",
            edgecolor="black", linewidth=0.5, color=bar_color, alpha=0.8, label=label or None)
+    ax.stairs(table["count"] / table["count"].sum(), [*table["lower"], table["upper"].iloc[-1]], color="black",
+              ls=":", lw=1.2)
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", aspect="equal")
     return ax
