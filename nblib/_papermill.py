@@ -10,7 +10,7 @@ missed wake-up costs at most a second.
 And a second: once the last cell has run, the kernel is stopped at once rather than
 "gracefully". jupyter_client's graceful shutdown sends SIGINT and then a shutdown request;
 ipykernel 7 sometimes loses that race and does not exit, and is sent SIGTERM only after
-2.5 s (about one chapter run in four here: +3 s each). Every output has arrived by then,
+2.5 s (5 of 24 runs of a one-cell notebook here: +3 s each). Every output has arrived by then,
 and a chapter writes its files (claims, caches) as it goes, never at exit.
 
 The shortcut: nbformat imports jsonschema, which imports rfc3987_syntax where it is
