@@ -100,8 +100,12 @@ _RAW_OUTPUTS = [
     (re.compile(r"^<[\w.]+ object at 0x"), "an object's repr"),
 ]
 _PRINTED = [(re.compile(r"\w+Warning\b"), "a warning"), (re.compile(r"\d+%\|"), "a progress bar")]
-# a setting's name where its number belongs: S["epochs"], S['sweep']
+# a setting's name where its number belongs: S["epochs"], S['sweep'], and in prose a
+# notebook constant's: `NOISE_LEVEL`
 _PARAMETER_NAME = re.compile(r"""\bS\[["'][\w-]+["']\]""")
+_CONSTANT_NAME = re.compile(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]*|[A-Z]{4,})`")
+# a table cell that shows a missing value or a flag as Python prints it
+_RAW_CELL = re.compile(r"<td[^>]*>\s*(nan|NaN|None|True|False)\s*</td>")
 
 
 def _transparent(png_base64) -> bool:
@@ -118,9 +122,10 @@ def _transparent(png_base64) -> bool:
 
 def output_defects(notebook: dict) -> list[str]:
     """What an executed chapter (a notebook's JSON) would show a reader that it must not:
-    raw reprs as results, warnings or progress bars printed to the page, errors, setting
-    names in prose where their numbers belong, and figures with a transparent background
-    (unreadable on the dark theme). One line each, naming the cell."""
+    raw reprs as results, NaN or True/False in a table's cells, warnings or progress bars
+    printed to the page, errors, setting names in prose where their numbers belong, and
+    figures with a transparent background (unreadable on the dark theme). One line each,
+    naming the cell."""
     problems = []
     code_cells = 0
     for cell in notebook.get("cells", []):
@@ -128,7 +133,7 @@ def output_defects(notebook: dict) -> list[str]:
         if cell.get("cell_type") == "markdown":
             prose = source.split("Things to try")[0]  # there a setting's name is what the reader edits
             problems += [f"markdown {source.strip()[:40]!r}: the setting name {name} where its number belongs"
-                         for name in _PARAMETER_NAME.findall(prose)]
+                         for name in _PARAMETER_NAME.findall(prose) + _CONSTANT_NAME.findall(prose)]
             continue
         if cell.get("cell_type") != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             continue
@@ -150,6 +155,8 @@ def output_defects(notebook: dict) -> list[str]:
                 shown = "".join(data.get("text/markdown", "")) + "".join(data.get("text/plain", ""))
                 problems += [f"{where}: the setting name {name} where its number belongs"
                              for name in _PARAMETER_NAME.findall(shown)]
+                problems += [f"{where}: {value} in a table cell (say what it means: na_rep, a word)"
+                             for value in sorted(set(_RAW_CELL.findall("".join(data.get("text/html", "")))))]
                 if set(data) == {"text/plain"}:  # no figure, table or rendered text: the repr is the page
                     text = "".join(data["text/plain"]).strip()
                     problems += [f"{where}: {what} as its result ({text[:30]!r})"

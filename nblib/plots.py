@@ -103,6 +103,14 @@ def image_grid(images: torch.Tensor, nrow: int, ax=None, title: str = "", pad: i
     return ax
 
 
+def clipped_map(heat: torch.Tensor, quantile: float = 0.99) -> torch.Tensor:
+    """A saliency map scaled to [0, 1] by its `quantile`, brighter pixels clipped: how the
+    SmoothGrad authors' saliency library shows maps (scaled to the maximum, a few extreme
+    pixels leave the rest dark). Same shape as `heat`."""
+    top = heat.flatten().float().quantile(quantile).clamp_min(1e-12)
+    return (heat / top).clamp(0, 1)
+
+
 def reliability_diagram(table, ax=None, label: str = "", bar_color=None):
     """Accuracy against mean confidence per bin of a `metrics.reliability_table`, as bars
     over the bins; the diagonal is perfect calibration. Bars below it: overconfident. A
@@ -130,5 +138,5 @@ def embedding_scatter(points: torch.Tensor, y: torch.Tensor, classes: list[str],
         ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, color=palette[c], label=name)
     ax.set(xticks=[], yticks=[], title=title)
     if legend:
-        ax.legend(markerscale=3, fontsize=7, loc="best")
+        ax.legend(markerscale=3, fontsize=9, loc="best")
     return ax

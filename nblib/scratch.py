@@ -190,6 +190,13 @@ def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batc
     if not (np.isfinite(lr_decay) and lr_decay > 0):
         raise ValueError(f"lr_decay must be a finite factor > 0, got {lr_decay}")
     rng, history, start = np.random.default_rng(seed), SGDRun(), time.perf_counter()
+    with np.errstate(over="ignore", invalid="ignore"):  # a loss gone non-finite raises below
+        _sgd_epochs(net, x, y, epochs, lr, batch_size, lr_decay, rng, val, steps, history)
+    history.seconds = time.perf_counter() - start
+    return history
+
+
+def _sgd_epochs(net, x, y, epochs, lr, batch_size, lr_decay, rng, val, steps, history) -> None:
     params = net.params
     for _ in range(epochs):
         order, total, batches = rng.permutation(len(x)), 0.0, 0
@@ -211,8 +218,6 @@ def sgd(net: Network, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batc
         if steps is not None and history.steps >= steps:
             break
         lr *= lr_decay
-    history.seconds = time.perf_counter() - start
-    return history
 
 
 def grad_check(f: Callable[[], float], params: dict[str, np.ndarray], grads: dict[str, np.ndarray],

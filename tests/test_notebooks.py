@@ -1,6 +1,7 @@
 """Every chapter, end to end at the smoke profile (as `nblib run` runs it, and as JupyterLab
 does), then a smoke build of the book, checked page by page in Chromium."""
 
+import ast
 import json
 import os
 import re
@@ -70,6 +71,11 @@ def test_chapter_source_conventions(chapter):
     shown = [line for c in code if "remove-input" not in c["metadata"].get("tags", [])
              for line in "".join(c["source"]).splitlines()]
     assert [line for line in shown if len(line) > 88] == [], "code the reader sees fits the page: ≤ 88 characters"
+    # say() returns its prose: only a cell's last expression is shown, so one said earlier is lost
+    unsaid = [ast.unparse(statement)[:60] for c in code for statement in ast.parse("".join(c["source"])).body[:-1]
+              if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+              and ast.unparse(statement.value.func).endswith("say")]
+    assert unsaid == [], "prose said before a cell's last line never reaches the page"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)

@@ -117,6 +117,11 @@ def _result(text, kind="execute_result", **data):
       "outputs": [{"output_type": "stream", "name": "stdout", "text": "fit:  40%|####  | 4/10"}]}, "a progress bar"),
     (_result("", "display_data", **{"text/markdown": 'Trained for S["epochs"] epochs.'}), 'S["epochs"]'),
     ({"cell_type": "markdown", "source": 'Each run sees `S["train"]` images.'}, 'S["train"]'),
+    ({"cell_type": "markdown", "source": "σ is a share (`NOISE_LEVEL`) of the range."}, "NOISE_LEVEL"),
+    (_result("  a\n0 NaN", **{"text/html": "<table><tr><td>0.5</td><td>NaN</td></tr></table>"}),
+     "NaN in a table cell"),
+    (_result("  a\n0 False", **{"text/html": "<table><tr><td>False</td></tr></table>"}),
+     "False in a table cell"),
     ({"cell_type": "code", "source": "1 / 0", "metadata": {},
       "outputs": [{"output_type": "error", "ename": "ZeroDivisionError"}]}, "an error (ZeroDivisionError)"),
     (_result("<Figure>", "display_data", **{"image/png": png(0)}),
@@ -133,5 +138,6 @@ def test_tables_figures_stderr_and_things_to_try_pass():
         _result("<Figure size 640x480>", "display_data", **{"image/png": png(255)}),
         {"cell_type": "code", "source": "fit()", "metadata": {},  # stderr: the book removes it
          "outputs": [{"output_type": "stream", "name": "stderr", "text": "fit: 40%|####  | 4/10 UserWarning"}]},
-        {"cell_type": "markdown", "source": '## Things to try\n\n1. Set `S["width"]` to 8.'})
+        {"cell_type": "markdown", "source": "Chapter 7 uses `nblib.fit` and `PGD` (an acronym, not a setting)."},
+        {"cell_type": "markdown", "source": '## Things to try\n\n1. Set `S["width"]` to 8 or `RECIPES`.'})
     assert pagecheck.output_defects(clean) == []
