@@ -777,7 +777,7 @@ def _full_line(chapter: str, full: dict | None) -> str:
     state = ("**stale**: the chapter has changed since, so these numbers may not be what it gives now"
              if full["stale"] else "the chapter has not changed since")
     return (f"At `full`: on {full['device']}, commit `{full['commit'] or '?'}`, {full['date']}, "
-            f"{full['seconds'] / 60:.1f} minutes; {state}.")
+            f"{full.get('computed_seconds', full['seconds']) / 60:.1f} minutes to compute; {state}.")
 
 
 def _full_column(record: dict, at_full: dict | None) -> str:

@@ -446,6 +446,14 @@ def test_a_full_run_is_kept_in_the_ledger_and_shown_beside_quick_until_the_chapt
     assert {"commit", "date", "torch", "source", "registry"} <= entry.keys()
     assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book's run: not recorded
     assert json.loads(entry_file.read_text()) == entry
+    entry_file.write_text(json.dumps(entry | {"seconds": 600.0, "computed_seconds": 600.0}))
+    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # the same values again
+    again = json.loads(entry_file.read_text())
+    assert again["seconds"] < 600 and again["computed_seconds"] == 600.0, "a re-run keeps what computing cost"
+    entry_file.write_text(json.dumps(entry | {"claims": [], "computed_seconds": 600.0}))
+    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # other values: this run's cost
+    assert json.loads(entry_file.read_text())["computed_seconds"] < 600
+    assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book at quick again
     text, _, _ = runner.claims_page(root)
     assert "| claim (ours; the paper) | quick (target; null) | at full | holds |" in text
     assert "| 1 (holds) |" in text and "the chapter has not changed since" in text
