@@ -65,9 +65,9 @@ def _read_entry(path: Path) -> dict | None:
 def record(root: Path, chapter: str, profile: str, seconds: float) -> Path | None:
     """Write the ledger entry of the chapter's published claims (seed 0's); None when it
     recorded none. ``seconds`` is this run's; ``computed_seconds`` that of the run that
-    computed these values: a re-run that gives the very same values (its models and results
-    served by the cache, in seconds) keeps the earlier run's, so the ledger still says what
-    the chapter costs."""
+    computed these values: a re-run that gives the very same values in less than half the
+    time (its models and results served by the cache) keeps the earlier run's, so the
+    ledger still says what the chapter costs; any other run gives its own."""
     records = claims.read_file(config.results_dir(root) / f"{chapter}.json")
     if not records:
         return None
@@ -77,8 +77,10 @@ def record(root: Path, chapter: str, profile: str, seconds: float) -> Path | Non
     path = entry_path(root, chapter, profile, device)
     previous = _read_entry(path)
     computed = seconds
-    if previous is not None and previous["claims"] == measured:
-        computed = max(seconds, previous.get("computed_seconds", previous.get("seconds", 0.0)))
+    earlier = previous.get("computed_seconds", previous.get("seconds", 0.0)) if previous else 0.0
+    same_values = previous is not None and json.dumps(previous["claims"]) == json.dumps(measured)  # NaN == NaN
+    if same_values and seconds < earlier / 2:
+        computed = earlier
     entry = {
         "chapter": chapter, "profile": profile, "device": device, "commit": git_commit(root),
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "torch": metadata.version("torch"),

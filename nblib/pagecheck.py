@@ -101,11 +101,12 @@ _RAW_OUTPUTS = [
 ]
 _PRINTED = [(re.compile(r"\w+Warning\b"), "a warning"), (re.compile(r"\d+%\|"), "a progress bar")]
 # a setting's name where its number belongs: S["epochs"], S['sweep'], and in prose a
-# notebook constant's: `NOISE_LEVEL`
+# constant the notebook assigns (`NOISE_LEVEL = 0.15`) named as `NOISE_LEVEL`
 _PARAMETER_NAME = re.compile(r"""\bS\[["'][\w-]+["']\]""")
-_CONSTANT_NAME = re.compile(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]*|[A-Z]{4,})`")
-# a table cell that shows a missing value or a flag as Python prints it
-_RAW_CELL = re.compile(r"<td[^>]*>\s*(nan|NaN|None|True|False)\s*</td>")
+_CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=", re.MULTILINE)
+_BACKTICKED = re.compile(r"`([A-Z][A-Z0-9_]*)`")
+# a table cell (or row label) that shows a missing value or a flag as Python prints it
+_RAW_CELL = re.compile(r"<t[dh][^>]*>\s*(nan%?|NaN%?|NaT|&lt;NA&gt;|None|True|False)\s*</t[dh]>")
 
 
 def _transparent(png_base64) -> bool:
@@ -128,12 +129,18 @@ def output_defects(notebook: dict) -> list[str]:
     naming the cell."""
     problems = []
     code_cells = 0
+    constants = {name for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"
+                 for name in _CONSTANT.findall("".join(cell.get("source", "")))}
+
+    def names_in(text: str) -> list[str]:
+        return _PARAMETER_NAME.findall(text) + [f"`{n}`" for n in _BACKTICKED.findall(text) if n in constants]
+
     for cell in notebook.get("cells", []):
         source = "".join(cell.get("source", ""))
         if cell.get("cell_type") == "markdown":
             prose = source.split("Things to try")[0]  # there a setting's name is what the reader edits
             problems += [f"markdown {source.strip()[:40]!r}: the setting name {name} where its number belongs"
-                         for name in _PARAMETER_NAME.findall(prose) + _CONSTANT_NAME.findall(prose)]
+                         for name in names_in(prose)]
             continue
         if cell.get("cell_type") != "code" or "injected-parameters" in cell.get("metadata", {}).get("tags", []):
             continue
@@ -154,7 +161,7 @@ def output_defects(notebook: dict) -> list[str]:
                                     "theme's page: give it a face colour)")
                 shown = "".join(data.get("text/markdown", "")) + "".join(data.get("text/plain", ""))
                 problems += [f"{where}: the setting name {name} where its number belongs"
-                             for name in _PARAMETER_NAME.findall(shown)]
+                             for name in names_in(shown)]
                 problems += [f"{where}: {value} in a table cell (say what it means: na_rep, a word)"
                              for value in sorted(set(_RAW_CELL.findall("".join(data.get("text/html", "")))))]
                 if set(data) == {"text/plain"}:  # no figure, table or rendered text: the repr is the page

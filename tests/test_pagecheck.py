@@ -117,11 +117,13 @@ def _result(text, kind="execute_result", **data):
       "outputs": [{"output_type": "stream", "name": "stdout", "text": "fit:  40%|####  | 4/10"}]}, "a progress bar"),
     (_result("", "display_data", **{"text/markdown": 'Trained for S["epochs"] epochs.'}), 'S["epochs"]'),
     ({"cell_type": "markdown", "source": 'Each run sees `S["train"]` images.'}, 'S["train"]'),
-    ({"cell_type": "markdown", "source": "σ is a share (`NOISE_LEVEL`) of the range."}, "NOISE_LEVEL"),
+
     (_result("  a\n0 NaN", **{"text/html": "<table><tr><td>0.5</td><td>NaN</td></tr></table>"}),
      "NaN in a table cell"),
     (_result("  a\n0 False", **{"text/html": "<table><tr><td>False</td></tr></table>"}),
      "False in a table cell"),
+    (_result("  a\n0 nan%", **{"text/html": "<table><tr><th>x</th><td>nan%</td></tr></table>"}),
+     "nan% in a table cell"),
     ({"cell_type": "code", "source": "1 / 0", "metadata": {},
       "outputs": [{"output_type": "error", "ename": "ZeroDivisionError"}]}, "an error (ZeroDivisionError)"),
     (_result("<Figure>", "display_data", **{"image/png": png(0)}),
@@ -130,6 +132,14 @@ def _result(text, kind="execute_result", **data):
 def test_a_chapter_output_a_reader_must_not_see_is_named(cell, problem):
     (found,) = pagecheck.output_defects(_notebook(cell))
     assert problem in found
+
+
+def test_a_constant_the_notebook_assigns_is_named_in_prose_not_an_acronym():
+    code = {"cell_type": "code", "source": "NOISE_LEVEL = 0.15\nFGSM_EPS = 0.1", "metadata": {}, "outputs": []}
+    said = _result("", "display_data", **{"text/markdown": "ε is `FGSM_EPS` here."})
+    found = pagecheck.output_defects(_notebook(
+        code, said, {"cell_type": "markdown", "source": "σ is a share (`NOISE_LEVEL`) of `MNIST`'s range."}))
+    assert len(found) == 2 and "`FGSM_EPS`" in found[0] and "`NOISE_LEVEL`" in found[1]
 
 
 def test_tables_figures_stderr_and_things_to_try_pass():

@@ -453,6 +453,9 @@ def test_a_full_run_is_kept_in_the_ledger_and_shown_beside_quick_until_the_chapt
     entry_file.write_text(json.dumps(entry | {"claims": [], "computed_seconds": 600.0}))
     assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # other values: this run's cost
     assert json.loads(entry_file.read_text())["computed_seconds"] < 600
+    entry_file.write_text(json.dumps(entry | {"computed_seconds": 0.1}))
+    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # computed again, not faster
+    assert json.loads(entry_file.read_text())["computed_seconds"] > 0.1
     assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book at quick again
     text, _, _ = runner.claims_page(root)
     assert "| claim (ours; the paper) | quick (target; null) | at full | holds |" in text
