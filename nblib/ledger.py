@@ -62,12 +62,15 @@ def _read_entry(path: Path) -> dict | None:
     return entry if isinstance(entry, dict) and isinstance(entry.get("claims"), list) else None
 
 
-def record(root: Path, chapter: str, profile: str, seconds: float) -> Path | None:
+def record(root: Path, chapter: str, profile: str, seconds: float, source: str | None = None,
+           commit: str | None = None) -> Path | None:
     """Write the ledger entry of the chapter's published claims (seed 0's); None when it
     recorded none. ``seconds`` is this run's; ``computed_seconds`` that of the run that
     computed these values: a re-run that gives the very same values in less than half the
     time (its models and results served by the cache) keeps the earlier run's, so the
-    ledger still says what the chapter costs; any other run gives its own."""
+    ledger still says what the chapter costs; any other run gives its own. `source` and
+    `commit` are the chapter's `source_hash` and the checkout's commit when the run began
+    (default: now): a notebook edited while it ran must not pass for the one that ran."""
     records = claims.read_file(config.results_dir(root) / f"{chapter}.json")
     if not records:
         return None
@@ -82,9 +85,11 @@ def record(root: Path, chapter: str, profile: str, seconds: float) -> Path | Non
     if same_values and seconds < earlier / 2:
         computed = earlier
     entry = {
-        "chapter": chapter, "profile": profile, "device": device, "commit": git_commit(root),
+        "chapter": chapter, "profile": profile, "device": device,
+        "commit": git_commit(root) if commit is None else commit,
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "torch": metadata.version("torch"),
-        "seconds": round(seconds, 1), "computed_seconds": round(computed, 1), "source": source_hash(root, chapter),
+        "seconds": round(seconds, 1), "computed_seconds": round(computed, 1),
+        "source": source_hash(root, chapter) if source is None else source,
         "registry": list(claims.registry(chapter, root) or {}), "claims": measured,
     }
     config.write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(entry, indent=1) + "\n"))

@@ -578,12 +578,15 @@ def run(root: Path, names: list[str], profile: str, timeout: float, keep_going: 
         raise ValueError(f"--jobs must be a whole number ≥ 1, not {jobs}")
     chosen = resolve(root, names)
     results = []
+    # what the ledger records is what ran: the chapters' sources and the commit as they start
+    began = ledger.git_commit(root), {nb.stem: ledger.source_hash(root, nb.stem) for nb in chosen}
 
     def done(result: Result) -> None:
         results.append(result)
         _record_timing(published(root, seed)[1], result, profile)
         if result.ok and seed == 0 and (record or profile == "full"):
-            entry = ledger.record(root, result.chapter, profile, result.seconds)
+            entry = ledger.record(root, result.chapter, profile, result.seconds, source=began[1][result.chapter],
+                                  commit=began[0])
             if entry is not None:
                 print(f"  recorded in {entry.relative_to(root)}", flush=True)
         status = "ok" if result.ok else f"FAILED: {result.error}"

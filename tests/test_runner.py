@@ -466,6 +466,16 @@ def test_a_full_run_is_kept_in_the_ledger_and_shown_beside_quick_until_the_chapt
     assert "Not yet run at `full`" in runner.claims_page(root)[0]
 
 
+def test_the_ledger_records_the_notebook_that_ran_not_one_edited_while_it_ran(root):
+    path = root / "notebooks" / "01_ok.ipynb"
+    edit = (f"import pathlib\np = pathlib.Path({str(path)!r})\n"
+            "p.write_text(p.read_text().replace('seed = 0', 'seed = 0  # edited meanwhile'))")
+    make_notebook(path, CLAIM_OK, edit)
+    assert runner.run(root, ["01"], "full", 300, False)[0].ok
+    assert "edited meanwhile" in path.read_text()
+    assert "**stale**" in runner.claims_page(root)[0]
+
+
 def test_record_keeps_any_profile_and_nothing_at_another_seed(root):
     assert runner.run(root, ["01"], "smoke", 300, False, record=True)[0].ok
     assert (root / "ledger" / "01_ok" / "smoke-cpu.json").exists()
