@@ -779,8 +779,10 @@ def _full_line(chapter: str, full: dict | None) -> str:
                 f"`{ledger.LEDGER}/`).")
     state = ("**stale**: the chapter has changed since, so these numbers may not be what it gives now"
              if full["stale"] else "the chapter has not changed since")
-    return (f"At `full`: on {full['device']}, commit `{full['commit'] or '?'}`, {full['date']}, "
-            f"{full.get('computed_seconds', full['seconds']) / 60:.1f} minutes to compute; {state}.")
+    computed = full.get("computed_seconds", full["seconds"])
+    took = f"ran in {full['seconds'] / 60:.1f} minutes" + (
+        f" (its models from the cache; computing them took {computed / 60:.1f})" if computed > full["seconds"] else "")
+    return (f"At `full`: on {full['device']}, commit `{full['commit'] or '?'}`, {full['date']}, {took}; {state}.")
 
 
 def _full_column(record: dict, at_full: dict | None) -> str:
