@@ -781,7 +781,8 @@ def _full_line(chapter: str, full: dict | None) -> str:
              if full["stale"] else "the chapter has not changed since")
     computed = full.get("computed_seconds", full["seconds"])
     took = f"ran in {full['seconds'] / 60:.1f} minutes" + (
-        f" (its models from the cache; computing them took {computed / 60:.1f})" if computed > full["seconds"] else "")
+        f" (its models from the cache; computing them took {computed / 60:.1f})" if computed > full["seconds"]
+        else " (less than computing takes if its models came from the cache: {doc}`setup` gives the cost)")
     return (f"At `full`: on {full['device']}, commit `{full['commit'] or '?'}`, {full['date']}, {took}; {state}.")
 
 
