@@ -469,6 +469,15 @@ def _outcome(run: _Launched) -> tuple[str, bool]:
     return error, cause_known
 
 
+_NEVER_STARTED = ("Kernel died before replying to kernel_info", "Kernel didn't respond in")
+
+
+def _never_started(error: str, log: str) -> bool:
+    """Whether a chapter failed because its kernel never came up (it ran no cell): a
+    start-up race between kernels launched side by side, worth one more try."""
+    return bool(error) and any(sign in log for sign in _NEVER_STARTED)
+
+
 def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, interactive: bool = False,
                 staging: Path | None = None, lock: RunLock | None = None, key: str | None = None,
                 seed: int = 0) -> Result:
@@ -479,22 +488,27 @@ def run_chapter(notebook: Path, root: Path, profile: str, timeout: float, intera
     runs; a fresh one when not given) replace the previous ones together, and only when
     the chapter succeeded: after a failure or an interruption the last good notebook and
     its claims stay as they were. `lock` records the processes it starts; `key`
-    (`chapter_key`) is published with them, so that an unchanged chapter is not run again."""
+    (`chapter_key`) is published with them, so that an unchanged chapter is not run again.
+    A kernel that never started (`_never_started`) gets one more try."""
     if staging is None:
         with staging_folder(root) as staging:
             return run_chapter(notebook, root, profile, timeout, interactive, staging, lock, key, seed)
-    run = _launch(notebook, root, profile, staging, interactive, key, seed)
-    try:
-        log = _wait(run.proc, timeout, lock)
-        error, cause_known = _outcome(run)
-    except subprocess.TimeoutExpired:
-        log = _kill_tree(run.proc)
-        error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(run.tmp)[0]}", True
-    except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
-        _kill_tree(run.proc)
-        run.tmp.unlink(missing_ok=True)
-        raise
-    return _finish(root, profile, run, log, error, cause_known)
+    for attempt in range(2):
+        run = _launch(notebook, root, profile, staging, interactive, key, seed)
+        try:
+            log = _wait(run.proc, timeout, lock)
+            error, cause_known = _outcome(run)
+        except subprocess.TimeoutExpired:
+            log = _kill_tree(run.proc)
+            error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(run.tmp)[0]}", True
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop the kernel, leave nothing half-written
+            _kill_tree(run.proc)
+            run.tmp.unlink(missing_ok=True)
+            raise
+        if attempt == 0 and _never_started(error, log):
+            print(f"  {notebook.stem}: its kernel did not start; trying once more", flush=True)
+            continue
+        return _finish(root, profile, run, log, error, cause_known)
 
 
 def _job_environments(jobs: int) -> list[dict]:
@@ -523,9 +537,9 @@ def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, time
                   interactive: bool = False) -> None:
     """Run `chosen` (notebook, key) pairs up to `jobs` at a time, each in its own kernel and
     staging folder, publishing each as it ends (`done` is told); after a failure no new
-    chapter starts unless `keep_going`. Interrupted, every running chapter is killed and
-    nothing half-written stays."""
-    envs, pending, running = _job_environments(jobs), list(chosen), {}
+    chapter starts unless `keep_going`; a kernel that never started gets one more try.
+    Interrupted, every running chapter is killed and nothing half-written stays."""
+    envs, pending, running, retried = _job_environments(jobs), list(chosen), {}, set()
     stop_starting = False
     try:
         while running or (pending and not stop_starting):
@@ -549,8 +563,15 @@ def _side_by_side(root: Path, chosen: list[tuple[Path, str]], profile: str, time
                     error, cause_known = f"timed out after {timeout:.0f} s; {_first_error(run.tmp)[0]}", True
                 else:
                     error, cause_known = _outcome(run)
+                log = run.log.read_text(errors="replace")
+                if _never_started(error, log) and run.notebook not in retried:
+                    print(f"  {run.notebook.stem}: its kernel did not start; trying once more", flush=True)
+                    retried.add(run.notebook)
+                    running[slot] = _launch(run.notebook, root, profile, run.staging, interactive, run.key, seed,
+                                            envs[slot], log=run.log)
+                    continue
                 del running[slot]
-                result = _finish(root, profile, run, run.log.read_text(errors="replace"), error, cause_known)
+                result = _finish(root, profile, run, log, error, cause_known)
                 done(result)
                 stop_starting = stop_starting or (not result.ok and not keep_going)
     except BaseException:  # Ctrl-C, SIGTERM, SIGHUP: stop every kernel, leave nothing half-written

@@ -351,6 +351,34 @@ def test_jobs_start_nothing_new_after_a_failure_and_refuse_a_bad_count(root):
             runner.run(root, ["01"], "smoke", 300, False, jobs=jobs)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_kernel_that_never_started_gets_one_more_try(root, monkeypatch, capsys, jobs):
+    """Kernels started side by side can race for ports: the loser dies before kernel_info."""
+    real_launch, launched = runner._launch, []
+
+    def first_kernel_dies(notebook, *args, **kwargs):
+        run = real_launch(notebook, *args, **kwargs)
+        launched.append(notebook.stem)
+        if launched.count(notebook.stem) == 1:
+            runner._kill_tree(run.proc)
+            died = "RuntimeError: Kernel died before replying to kernel_info"
+            output = subprocess.PIPE if run.log is None else open(run.log, "w")  # noqa: SIM115 (Popen owns it)
+            run.proc = subprocess.Popen(["python3", "-c", f"print({died!r}); raise SystemExit(1)"],
+                                        stdout=output, stderr=subprocess.STDOUT, text=True)
+        return run
+
+    monkeypatch.setattr(runner, "_launch", first_kernel_dies)
+    make_notebook(root / "notebooks" / "03_late.ipynb", "x = 1")
+    results = runner.run(root, ["01", "03"], "smoke", 300, False, jobs=jobs)
+    assert sorted((r.chapter, r.ok) for r in results) == [("01_ok", True), ("03_late", True)]
+    assert sorted(launched) == ["01_ok", "01_ok", "03_late", "03_late"]
+    assert capsys.readouterr().out.count("its kernel did not start; trying once more") == 2
+    launched.clear()  # a second death is a failure, said as such
+    monkeypatch.setattr(runner, "_never_started", lambda error, log: False)
+    results = runner.run(root, ["03"], "smoke", 300, False, force=True)
+    assert not results[0].ok and "Kernel died before replying to kernel_info" in results[0].error
+
+
 def test_jobs_interrupted_kill_every_chapter_and_leave_nothing_half_written(root, monkeypatch):
     make_notebook(root / "notebooks" / "02_bad.ipynb", "import time\ntime.sleep(600)")
     make_notebook(root / "notebooks" / "01_ok.ipynb", "import time\ntime.sleep(600)")
