@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from IPython.core.inputtransformer2 import TransformerManager
 
 from nblib import pagecheck, runner
 
@@ -72,7 +73,9 @@ def test_chapter_source_conventions(chapter):
              for line in "".join(c["source"]).splitlines()]
     assert [line for line in shown if len(line) > 88] == [], "code the reader sees fits the page: ≤ 88 characters"
     # say() returns its prose: only a cell's last expression is shown, so one said earlier is lost
-    unsaid = [ast.unparse(statement)[:60] for c in code for statement in ast.parse("".join(c["source"])).body[:-1]
+    python = TransformerManager().transform_cell  # IPython's magics (%…, !…) as the Python a kernel runs
+    unsaid = [ast.unparse(statement)[:60] for c in code
+              for statement in ast.parse(python("".join(c["source"]))).body[:-1]
               if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
               and ast.unparse(statement.value.func).endswith("say")]
     assert unsaid == [], "prose said before a cell's last line never reaches the page"

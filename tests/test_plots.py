@@ -3,6 +3,7 @@
 import warnings
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 
@@ -27,3 +28,14 @@ def test_image_rows_draws_a_signed_row_on_one_scale_with_its_colour_bar(fashion)
     assert limits == {(-scale, scale)}, "every image of the row on the same scale, centred on zero"
     assert all(ax.title.get_fontsize() >= 10 for ax in images[:4])
     plt.close(fig)
+
+
+def test_clipped_map_scales_to_its_quantile_and_keeps_the_shape(fashion):
+    heat = fashion[1].x[:2].abs()  # real images as a stand-in for a saliency map's magnitudes
+    shown = plots.clipped_map(heat, quantile=0.9)
+    assert shown.shape == heat.shape and float(shown.min()) >= 0 and float(shown.max()) == 1
+    top = heat.flatten().quantile(0.9)
+    assert (shown == 1).float().mean() >= 0.1 - 1e-6, "everything above the quantile is clipped to 1"
+    below = heat < top
+    assert ((shown[below] - heat[below] / top).abs().max()) < 1e-6, "below it, scaled linearly"
+    assert plots.clipped_map(torch.zeros(3, 3)).eq(0).all(), "an all-zero map stays zero, not NaN"
