@@ -48,16 +48,32 @@ def main(profile: str = "smoke", jobs: int = 2) -> None:
         side_by_side = timed_book(profile, jobs, Path(scratch))
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    report = "\n".join([
-        "# Chapters side by side: `nblib run --jobs`", "",
+    section = "\n".join([
+        f"## `{profile}`", "",
         f"Every chapter at `{profile}`, each run with an empty model cache, on this machine "
         f"({os.cpu_count()} cores, commit `{commit}`, {time.strftime('%Y-%m-%d')}; "
         "`benchmarks/bench_jobs.py`):", "",
         "| jobs | seconds | speed-up |", "|---|---|---|",
         f"| 1 | {serial:.0f} | 1.00× |",
         f"| {jobs} | {side_by_side:.0f} | {serial / side_by_side:.2f}× |", ""])
-    (ROOT / "benchmarks" / "jobs.md").write_text(report)
-    print(report)
+    path = ROOT / "benchmarks" / "jobs.md"
+    path.write_text(replace_section(path.read_text() if path.exists() else HEADER, profile, section))
+    print(section)
+
+
+HEADER = "# Chapters side by side: `nblib run --jobs`\n"
+
+
+def replace_section(report: str, profile: str, section: str) -> str:
+    """`report` with its section for `profile` (from its ``## `profile` `` heading to the
+    next heading) replaced by `section`, or `section` appended."""
+    lines, heading = report.splitlines(), f"## `{profile}`"
+    if heading not in lines:
+        return report.rstrip("\n") + "\n\n" + section
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    kept_after = "\n".join(lines[end:])
+    return "\n".join(lines[:start]) + "\n" + section + ("\n" + kept_after + "\n" if kept_after else "")
 
 
 if __name__ == "__main__":
