@@ -39,3 +39,26 @@ def test_clipped_map_scales_to_its_quantile_and_keeps_the_shape(fashion):
     below = heat < top
     assert ((shown[below] - heat[below] / top).abs().max()) < 1e-6, "below it, scaled linearly"
     assert plots.clipped_map(torch.zeros(3, 3)).eq(0).all(), "an all-zero map stays zero, not NaN"
+
+
+def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn():
+    import subprocess
+    import sys
+
+    probe = "import sys, nblib; nblib.setup('x', 'smoke', 0, 'cpu'); print('seaborn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[-1] == "False"
+    import seaborn as sns  # the peer
+
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        sns.set_theme(context="notebook", style="whitegrid")
+        theirs = dict(matplotlib.rcParams)
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        plots.book_style()
+        ours = dict(matplotlib.rcParams)
+    for rc in (theirs, ours):  # seaborn's colours are RGB tuples, ours hex strings
+        rc["axes.prop_cycle"] = [matplotlib.colors.to_hex(c) for c in rc["axes.prop_cycle"].by_key()["color"]]
+    differ = {key for key in theirs if theirs[key] != ours[key]}
+    assert differ == {"image.cmap"}, "seaborn's own colour map, 'rocket', is the one thing left out"
