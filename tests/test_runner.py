@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import nbformat
@@ -14,11 +15,28 @@ from .conftest import make_notebook
 CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5);'
 
 
+def _book(path):
+    make_notebook(path / "notebooks" / "01_ok.ipynb", CLAIM_OK)
+    make_notebook(path / "notebooks" / "02_bad.ipynb", "x = 1", "raise ValueError('broken on purpose')")
+    return path
+
+
+@pytest.fixture(scope="module")
+def _published_once(tmp_path_factory):
+    """The book below after `nblib run 01` at smoke, run once for the module."""
+    book = _book(tmp_path_factory.mktemp("published"))
+    assert runner.run(book, ["01"], "smoke", 300, False)[0].ok
+    return book
+
+
 @pytest.fixture
-def root(tmp_path):
-    make_notebook(tmp_path / "notebooks" / "01_ok.ipynb", CLAIM_OK)
-    make_notebook(tmp_path / "notebooks" / "02_bad.ipynb", "x = 1", "raise ValueError('broken on purpose')")
-    return tmp_path
+def root(tmp_path, request):
+    """A book of two chapters, 01_ok and 02_bad; for a test marked `published`, a copy of it
+    after 01_ok ran once at smoke (a kernel's start, 4 s, saved per test)."""
+    if request.node.get_closest_marker("published"):
+        shutil.copytree(request.getfixturevalue("_published_once"), tmp_path, dirs_exist_ok=True)
+        return tmp_path
+    return _book(tmp_path)
 
 
 def test_unknown_chapter_lists_valid_ones(root, capsys):
@@ -90,8 +108,8 @@ def test_claims_page(root):
     assert (total, passed) == (1, 1) and "`ok/x`" in text and "Measured at profile smoke on cpu" in text
 
 
+@pytest.mark.published
 def test_a_failed_rerun_keeps_the_last_good_notebook_and_claims(root):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     good = (root / "book" / "chapters" / "01_ok.ipynb").read_text()
     make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK.replace('1.0, ">"', '2.0, ">"'), "1 / 0")
     assert not runner.run(root, ["01"], "smoke", 300, False)[0].ok
@@ -138,8 +156,8 @@ def test_a_kernel_that_died_says_so(root):
 @pytest.mark.parametrize("text, problem", [("{not json", "is not valid JSON"), ("{}", "not a list of claims"),
                                            ('[{"id": "x"}]', "record 0 lacks or has a wrong value, op, target"),
                                            ("drop profile", "record 0 lacks or has a wrong profile")])
+@pytest.mark.published
 def test_a_malformed_results_file_is_named_in_one_line(root, capsys, text, problem):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     (root / "book" / "chapters" / "02_bad.ipynb").write_text("{}")
     results = root / "results" / "01_ok.json"
     if text == "drop profile":  # a record the book pages read a field of that it lacks (was KeyError: 'profile')
@@ -150,8 +168,8 @@ def test_a_malformed_results_file_is_named_in_one_line(root, capsys, text, probl
     assert str(root / "results" / "01_ok.json") in err and problem in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.published
 def test_a_failed_jupyter_book_build_is_one_line(root, capsys, monkeypatch):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     (root / "book" / "chapters" / "02_bad.ipynb").write_text("{}")
     monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1))
     assert cli.main(["--root", str(root), "book", "--no-page-check"]) == 2
@@ -176,8 +194,8 @@ def test_a_chapter_whose_claims_cannot_be_read_back_fails_alone(root):
 
 # ---- issue 32: a chapter whose notebook, profile and environment did not change is not run again
 
+@pytest.mark.published
 def test_an_unchanged_chapter_is_not_run_again(root, capsys):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     published = root / "book" / "chapters" / "01_ok.ipynb"
     made = published.stat().st_mtime_ns
     (again,) = runner.run(root, ["01"], "smoke", 300, False)
@@ -187,9 +205,8 @@ def test_an_unchanged_chapter_is_not_run_again(root, capsys):
     assert forced.ok and not forced.unchanged and published.stat().st_mtime_ns != made
 
 
+@pytest.mark.published
 def test_a_chapter_runs_again_when_what_made_it_changed(root, monkeypatch):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
-
     def runs_again(profile="smoke"):
         (result,) = runner.run(root, ["01"], profile, 300, False)
         return result.ok and not result.unchanged
@@ -511,8 +528,8 @@ def test_record_keeps_any_profile_and_nothing_at_another_seed(root):
     assert not (root / "ledger" / "01_ok" / "full-cpu.json").exists()
 
 
+@pytest.mark.published
 def test_the_page_shows_one_parameters_cell_the_values_the_chapter_ran_with(root):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     cells = json.loads((root / "book" / "chapters" / "01_ok.ipynb").read_text())["cells"]
     shown = [c for c in cells if "remove-cell" not in c["metadata"].get("tags", [])]
     parameters = [c for c in shown if {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))]
