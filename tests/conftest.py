@@ -46,14 +46,18 @@ def isolated_dirs(tmp_path_factory):
 
 
 @pytest.fixture
-def smoke():
+def smoke(tmp_path, monkeypatch):
+    """A chapter set up at smoke, recording its claims in this test's own folder."""
     import nblib
+    monkeypatch.setenv("NBLIB_RESULTS", str(tmp_path / "results"))  # no claims left by other tests
     return nblib.setup("test_chapter", "smoke", 0, device="cpu")
 
 
 @pytest.fixture
-def quick():
+def quick(tmp_path, monkeypatch):
+    """A chapter set up at quick, recording its claims in this test's own folder."""
     import nblib
+    monkeypatch.setenv("NBLIB_RESULTS", str(tmp_path / "results"))
     return nblib.setup("test_chapter", "quick", 0, device="cpu")
 
 
