@@ -291,13 +291,19 @@ runner.build_book(Path(sys.argv[1]))
 """
 
 
+def _cmdline(process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
 @needs_chromium
 def test_sigterm_during_the_page_check_ends_chromium_and_removes_its_profile(root, tmp_path):
     import tempfile
 
     assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     (root / "book" / "chapters" / "03_sleep.ipynb").write_text("{}")  # the sleeper, as if executed
-    profiles = set(Path(tempfile.gettempdir()).glob("nblib-chromium-*"))
     book = subprocess.Popen([sys.executable, "-c", BOOK_WITH_A_SLOW_PAGE_CHECK, str(root)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     while (line := book.stdout.readline()) and line.strip() != "chromium is up":
@@ -305,13 +311,18 @@ def test_sigterm_during_the_page_check_ends_chromium_and_removes_its_profile(roo
     assert line, book.communicate()[1]
     family = psutil.Process(book.pid).children(recursive=True)
     assert family, "no Chromium to stop"
+    # this book's own profile, named on its Chromium's command line (another pytest worker's page
+    # check may be making and removing profiles of its own meanwhile)
+    profiles = {Path(arg.split("=", 1)[1]) for p in family for arg in _cmdline(p)
+                if arg.startswith("--user-data-dir=")}
+    assert profiles and all(p.parent == Path(tempfile.gettempdir()) for p in profiles)
     book.send_signal(signal.SIGTERM)
     book.communicate(timeout=60)
     deadline = time.time() + 10
     while not all(_gone(p.pid) for p in family) and time.time() < deadline:
         time.sleep(0.2)
     assert all(_gone(p.pid) for p in family), "Chromium or its driver outlived nblib book"
-    assert set(Path(tempfile.gettempdir()).glob("nblib-chromium-*")) == profiles
+    assert not any(p.exists() for p in profiles), "the Chromium profile outlived nblib book"
 
 
 @pytest.mark.parametrize("text", ["", "pid 12, since 10:04", "[1, 2]", '{"started": [1]}', '{"started": [["a", 0]]}'])
