@@ -23,7 +23,7 @@ def _book(path):
 
 @pytest.fixture(scope="module")
 def _published_once(tmp_path_factory):
-    """The book below after `nblib run 01` at smoke, run once for the module."""
+    """The two-chapter book of `root` after `nblib run 01` at smoke, run once for the module."""
     book = _book(tmp_path_factory.mktemp("published"))
     assert runner.run(book, ["01"], "smoke", 300, False)[0].ok
     return book
