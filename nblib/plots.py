@@ -51,14 +51,17 @@ def curves(histories: dict[str, History], metrics=("train_loss", "test_acc"), lo
     return axes
 
 
-def function_fits(x: torch.Tensor, target: torch.Tensor, fits: dict[str, torch.Tensor], ax=None, title=""):
-    """The target function and each model's fit of it, on the same axes."""
+def function_fits(x: torch.Tensor, target: torch.Tensor, fits: dict[str, torch.Tensor], ax=None, title="",
+                  colours: dict[str, str] | None = None):
+    """The target function and each model's fit of it, on the same axes (a fit's colour from
+    `colours` where it names one, so that a model keeps its colour across figures); the
+    legend beside the axes, off the curves."""
     ax = ax or plt.subplots(figsize=(5, 3.6))[1]
     ax.plot(x.flatten().cpu(), target.flatten().cpu(), color="black", lw=3, alpha=0.35, label="target")
     for label, y in fits.items():
-        ax.plot(x.flatten().cpu(), y.flatten().cpu(), lw=1.4, label=label)
+        ax.plot(x.flatten().cpu(), y.flatten().cpu(), lw=1.4, label=label, color=(colours or {}).get(label))
     ax.set(xlabel="x", ylabel="y", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(1.02, 1))
     return ax
 
 
