@@ -21,6 +21,7 @@ come from `torch.autograd.grad`, so parameters' ``.grad`` fields are left untouc
   et al. 2018's cascading randomisation), for sanity checks.
 - `class_model`: an image that maximises S_c by gradient ascent (Simonyan et al. 2014),
   with Yosinski et al. 2015's regularisers (L2 decay, blur every k steps) and jitter.
+- `edges`: the Sobel edge strength of the image, the network-free map Adebayo et al. compare with.
 """
 
 from __future__ import annotations
@@ -255,6 +256,23 @@ def blur(x: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
     padded = F.pad(x, (radius, radius, radius, radius), mode="reflect")
     rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
     return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def edges(x: torch.Tensor) -> torch.Tensor:
+    """The Sobel edge strength of each image's channel mean: a map that knows nothing of any
+    network, which Adebayo et al. 2018 set beside saliency maps (scikit-image's ``sobel``:
+    3 × 3 kernels divided by 4, √((h² + v²)/2), edges padded by repeating the border).
+
+    Args: `x` N × C × H × W.
+    Returns: N × 1 × H × W, x's dtype and device."""
+    if x.dim() != 4:
+        raise ValueError(f"images must be N × C × H × W, got shape {tuple(x.shape)}")
+    grey = F.pad(_finite(x, "images").mean(1, keepdim=True), (1, 1, 1, 1), mode="replicate")
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device) / 4
+    diff = torch.tensor([1.0, 0.0, -1.0], dtype=x.dtype, device=x.device)
+    horizontal = F.conv2d(grey, (diff[:, None] * smooth[None, :]).view(1, 1, 3, 3))
+    vertical = F.conv2d(grey, (smooth[:, None] * diff[None, :]).view(1, 1, 3, 3))
+    return ((horizontal**2 + vertical**2) / 2).sqrt()
 
 
 def auc(fractions: torch.Tensor, curve: torch.Tensor) -> torch.Tensor:

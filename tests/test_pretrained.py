@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from captum.attr import IntegratedGradients
 
 from nblib import data, saliency
 
@@ -29,6 +30,21 @@ def test_grad_cam_on_the_head_has_its_resolution(classifier, photos):
     x, y = photos.x[:2], photos.y[:2]
     cam = saliency.grad_cam(classifier, x, y, classifier.last_conv_activation, upsample=False)
     assert cam.shape == (2, 1, 7, 7) and cam.max() > 0
+
+
+def test_integrated_gradients_on_the_photos_match_captum(classifier, photos):
+    """Chapter 06's path (black to the photo) and quadrature on EfficientNet-Lite0, against
+    captum's, and its completeness gap against captum's convergence delta."""
+    x, y = photos.x[:1], photos.y[:1]
+    steps = 4  # few: each path point is a backward pass of the network at 224 px
+    ours = saliency.integrated_gradients(classifier, x, y, steps=steps, batch_size=steps + 1)
+    theirs, delta = IntegratedGradients(classifier).attribute(
+        x, target=y, n_steps=steps + 1, method="riemann_trapezoid", return_convergence_delta=True)
+    rescaled = theirs * (steps + 1) / steps  # captum weighs steps + 1 points by 1/(steps + 1)
+    torch.testing.assert_close(ours, rescaled, rtol=1e-3, atol=1e-3 * theirs.abs().max().item())
+    gap = saliency.completeness_gap(classifier, x, y, ours)
+    # captum's delta is Σ its attributions − (S_c(x) − S_c(0)); ours adds the rescaling
+    torch.testing.assert_close(gap, delta + theirs.sum() / steps, rtol=1e-3, atol=1e-3)
 
 
 def test_corrupt_photo_is_reported(photos, tmp_path, monkeypatch):

@@ -1,6 +1,8 @@
 """nblib.saliency on a small CNN trained on real digits, cross-checked against captum."""
 
+import numpy as np
 import pytest
+import skimage.filters
 import torch
 from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency
 
@@ -130,6 +132,17 @@ def test_methods_restore_mode_and_reject_bad_inputs(digit_cnn):
         saliency.grad_cam(model, x[:2], y[:2], model[-3])
     with pytest.raises(ValueError, match="NaN"):
         saliency.integrated_gradients(model, x[:2] * float("nan"), y[:2])
+
+
+def test_edges_match_scikit_image_sobel(digit_cnn):
+    _, x, _ = digit_cnn
+    colour = x.expand(-1, 3, -1, -1)  # its channel mean is the digit itself
+    ours = saliency.edges(colour)
+    assert ours.shape == (len(x), 1, *x.shape[2:])
+    theirs = torch.from_numpy(np.stack([skimage.filters.sobel(image[0].double().numpy()) for image in x]))
+    torch.testing.assert_close(ours[:, 0].double(), theirs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="N × C × H × W"):
+        saliency.edges(x[0])
 
 
 def test_rank_correlation_matches_scipy_with_ties():
