@@ -3,6 +3,7 @@
 import warnings
 
 import matplotlib
+import pytest
 import torch
 
 matplotlib.use("Agg")
@@ -62,3 +63,34 @@ def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn():
         rc["axes.prop_cycle"] = [matplotlib.colors.to_hex(c) for c in rc["axes.prop_cycle"].by_key()["color"]]
     differ = {key for key in theirs if theirs[key] != ours[key]}
     assert differ == {"image.cmap"}, "seaborn's own colour map, 'rocket', is the one thing left out"
+
+
+
+def test_umap_points_matches_umap_learns_own_exact_neighbours_and_is_repeatable(fashion):
+    import numpy as np
+    import umap
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import NearestNeighbors
+
+    images = fashion[1].x[:300].flatten(1)
+    points = plots.umap_points(images, seed=0)
+    assert points.shape == (300, 2) and points.dtype == torch.float32
+    assert torch.equal(points, plots.umap_points(images, seed=0)), "seeded: the same picture twice"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap-learn's own notes on n_jobs and seeds
+        own = umap.UMAP(n_neighbors=15, n_epochs=200, random_state=0, n_jobs=1).fit(images.numpy())
+    # umap-learn's graph, from all pairwise distances, holds the pairs scikit-learn finds
+    x = images.numpy().astype(np.float64)
+    _, neighbours = NearestNeighbors(n_neighbors=15).fit(x).kneighbors(x)
+    graph = own.graph_.tocsr()
+    kept = np.mean([graph[i, j] > 0 for i, row in enumerate(neighbours) for j in row[1:]])
+    assert kept > 0.99, f"only {kept:.1%} of our neighbour pairs are in umap-learn's graph"
+    ours, theirs = (trustworthiness(x, e, n_neighbors=15) for e in (points.numpy(), own.embedding_))
+    assert ours > 0.85 and abs(ours - theirs) < 0.02, (ours, theirs)
+
+
+def test_umap_points_refuses_too_few_points_or_a_flat_batch():
+    with pytest.raises(ValueError, match="n_neighbors"):
+        plots.umap_points(torch.rand(10, 5), seed=0)
+    with pytest.raises(ValueError, match="N × D"):
+        plots.umap_points(torch.rand(40, 3, 4), seed=0)
