@@ -172,11 +172,18 @@ def umap_points(features: torch.Tensor, seed: int, n_neighbors: int = 15, n_epoc
                          f"got {tuple(features.shape)}")
     x = features.detach().cpu().double().numpy()
     distances, neighbours = NearestNeighbors(n_neighbors=n_neighbors).fit(x).kneighbors(x)
-    with warnings.catch_warnings():  # it warns that the fit cannot `transform` new points
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
-        layout = umap.UMAP(n_neighbors=n_neighbors, n_epochs=n_epochs, random_state=seed, n_jobs=1,
-                           precomputed_knn=(neighbours, distances.astype(np.float32), None))
-        return torch.from_numpy(layout.fit_transform(x.astype(np.float32))).float()
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():  # it warns that the fit cannot `transform` new points
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)
+            layout = umap.UMAP(n_neighbors=n_neighbors, n_epochs=n_epochs, random_state=seed, n_jobs=1,
+                               precomputed_knn=(neighbours, distances.astype(np.float32), None))
+            points = layout.fit_transform(x.astype(np.float32))
+    finally:
+        # numba's OpenMP layer shares torch's OpenMP runtime and leaves it at every core: with
+        # chapters side by side (one thread each), torch's next training then ran 10× slower
+        torch.set_num_threads(threads)
+    return torch.from_numpy(points).float()
 
 
 def embedding_scatter(points: torch.Tensor, y: torch.Tensor, classes: list[str], ax=None, title: str = "",

@@ -73,7 +73,13 @@ def test_umap_points_matches_umap_learns_own_exact_neighbours_and_is_repeatable(
     from sklearn.neighbors import NearestNeighbors
 
     images = fashion[1].x[:300].flatten(1)
-    points = plots.umap_points(images, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a chapter run beside another
+    try:
+        points = plots.umap_points(images, seed=0)
+        assert torch.get_num_threads() == 1, "numba's OpenMP layer must leave torch's thread count alone"
+    finally:
+        torch.set_num_threads(threads)
     assert points.shape == (300, 2) and points.dtype == torch.float32
     assert torch.equal(points, plots.umap_points(images, seed=0)), "seeded: the same picture twice"
     with warnings.catch_warnings():
