@@ -181,7 +181,8 @@ def umap_points(features: torch.Tensor, seed: int, n_neighbors: int = 15, n_epoc
             points = layout.fit_transform(x.astype(np.float32))
     finally:
         # numba's OpenMP layer shares torch's OpenMP runtime and leaves it at every core: with
-        # chapters side by side (one thread each), torch's next training then ran 10× slower
+        # chapters side by side (one thread each), 04's next training, 33 s alone, had not
+        # finished after 8 minutes
         torch.set_num_threads(threads)
     return torch.from_numpy(points).float()
 
