@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_fit.py
 	$(BIN)/python benchmarks/bench_attacks.py
 	$(BIN)/python benchmarks/bench_saliency.py
+	$(BIN)/python benchmarks/bench_latency.py
 
 clean:
 	$(BIN)/nblib clean

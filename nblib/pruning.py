@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 import io
-import logging
 import math
+import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -196,28 +197,66 @@ class Latency:
     threads: int
 
 
-def latency(model: nn.Module, batch: torch.Tensor, min_run_time: float = 1.0, threads: int | None = None) -> Latency:
-    """Seconds per forward pass of `batch` in eval and inference mode on the CPU, measured
-    with `torch.utils.benchmark` (warm-up, repeated blocks for at least `min_run_time`
-    seconds, a fixed number of `threads`: default torch's current setting); images in
-    channels-last order."""
-    cpp_log = logging.getLogger("torch.utils.cpp_extension")
-    level, cpp_log.level = cpp_log.level, logging.ERROR  # its "No CUDA runtime" warning is about compiling
-    try:
-        from torch.utils import benchmark
-    finally:
-        cpp_log.setLevel(level)
+def latencies(models: Mapping[str, nn.Module], batch: torch.Tensor, min_run_time: float = 1.0,
+              threads: int | None = None, rounds: int = 20) -> dict[str, Latency]:
+    """Seconds per forward pass of `batch` through each of `models`, in eval and inference
+    mode on the CPU, timed in alternation so that other work on the machine weighs on all
+    of them alike.
 
-    model = copy.deepcopy(model).cpu().eval()  # a CPU copy: the caller's model stays where it is
+    Each model gets `rounds` blocks of passes, about ``min_run_time / rounds`` seconds each
+    (at least one pass), after a warm-up; round r starts at the r-th model, so none always
+    runs first. Timed one after the other instead, a change in a neighbour's load between
+    two models moves their ratio. (`torch.utils.benchmark` times one statement at a time,
+    with warm-up passes before every block: the tests use it as the peer.)
+
+    Args: `models` name → network (each timed as a CPU copy, so the caller's stays where
+    and as it is); `batch` the input, images in channels-last order; `threads` CPU threads
+    (default torch's current setting); `rounds` ≥ 3.
+    Returns: name → `Latency`, the median and interquartile range over its blocks."""
+    if not models:
+        raise ValueError("latencies needs at least one model to time")
+    if rounds < 3:
+        raise ValueError(f"rounds must be at least 3 for a median and a spread, got {rounds}")
+    if min_run_time <= 0:
+        raise ValueError(f"min_run_time must be positive seconds, got {min_run_time}")
     batch = batch.cpu()
-    if batch.dim() == 4:  # every variant in the fastest layout, as `nblib.predict` runs them
-        model.to(memory_format=torch.channels_last)
+    channels_last = batch.dim() == 4  # every variant in the fastest layout, as `nblib.predict` runs them
+    if channels_last:
         batch = batch.contiguous(memory_format=torch.channels_last)
+    copies = {}
+    for name, model in models.items():
+        copies[name] = copy.deepcopy(model).cpu().eval()
+        if channels_last:
+            copies[name].to(memory_format=torch.channels_last)
+
+    def seconds_per_pass(model: nn.Module, passes: int) -> float:
+        start = time.perf_counter()
+        for _ in range(passes):
+            model(batch)
+        return (time.perf_counter() - start) / passes
+
     threads = threads or torch.get_num_threads()
-    timer = benchmark.Timer(stmt="model(batch)", globals={"model": model, "batch": batch}, num_threads=threads)
-    with torch.inference_mode():
-        measured = timer.blocked_autorange(min_run_time=min_run_time)
-    return Latency(measured.median, measured.iqr, threads)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    names = list(copies)
+    seconds = {name: [] for name in names}
+    try:
+        with torch.inference_mode():
+            passes = {}
+            for name, model in copies.items():
+                seconds_per_pass(model, 1)  # warm-up: first-call allocations and kernel selection
+                passes[name] = max(1, round(min_run_time / rounds / seconds_per_pass(model, 3)))
+            for r in range(rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    seconds[name].append(seconds_per_pass(copies[name], passes[name]))
+    finally:
+        torch.set_num_threads(previous_threads)
+    quartiles = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
+    result = {}
+    for name, times in seconds.items():
+        q1, median, q3 = torch.tensor(times, dtype=torch.float64).quantile(quartiles).tolist()
+        result[name] = Latency(median, q3 - q1, threads)
+    return result
 
 
 def _stack_losses(stack: MLPStack, data, batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,6 @@
 """nblib.pruning on a small CNN trained on real digits."""
 
 import copy
-import time
 
 import pytest
 import torch
@@ -71,27 +70,60 @@ def test_size_report(trained):
     assert sparse["sparse_bytes"] < 0.4 * sparse["dense_bytes"] and sparse["zlib_bytes"] < dense["zlib_bytes"]
 
 
-def test_latency_leaves_the_model_alone(trained):
+def test_latencies_leave_the_models_alone_and_agree_with_torch_benchmark(trained):
+    from torch.utils import benchmark
+
     trained.train()
+    thin = pruning.prune_channels(trained, 0.5)
     batch = torch.rand(8, 1, 28, 28)
-    measured = pruning.latency(trained, batch, min_run_time=0.05, threads=1)
-    # a plain clock as the peer, on one thread like the measurement: with torch's default threads, two
-    # pytest workers oversubscribe the cores and a pass took 170x longer in CI; its fastest of 20 passes
-    # is the least disturbed by the other worker
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            times = []
-            for _ in range(20):
-                start = time.perf_counter()
-                trained(batch)
-                times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    assert 0.5 < measured.median / min(times) < 10 and measured.iqr >= 0 and measured.threads == 1
-    assert trained.training
+    measured = pruning.latencies({"dense": trained, "thin": thin}, batch, min_run_time=0.1, threads=1)
+    # the peer on one thread like the measurement: with torch's default threads, two pytest workers
+    # oversubscribe the cores and a pass took 170x longer in CI
+    peer = copy.deepcopy(trained).eval()
+    with torch.inference_mode():
+        reference = benchmark.Timer("model(batch)", globals={"model": peer, "batch": batch},
+                                    num_threads=1).blocked_autorange(min_run_time=0.1)
+    dense = measured["dense"]
+    assert 1 / 3 < dense.median / reference.median < 3 and dense.iqr >= 0 and dense.threads == 1
+    assert set(measured) == {"dense", "thin"} and measured["thin"].median > 0
+    assert trained.training and thin.training and torch.get_num_threads() == threads
     trained.eval()
+
+
+class _Logged(torch.nn.Module):
+    """Calls `record(name)` on every forward pass (a function: deepcopy keeps it, not a copy)."""
+
+    def __init__(self, name, record):
+        super().__init__()
+        self.name, self.record = name, record
+
+    def forward(self, x):
+        self.record(self.name)
+        return x
+
+
+def test_latencies_alternate_the_models_round_by_round():
+    log = []
+
+    def record(name):
+        log.append(name)
+
+    models = {name: _Logged(name, record) for name in "abc"}
+    pruning.latencies(models, torch.zeros(1), min_run_time=1e-9, rounds=4)
+    timed = log[-3 * 4:]  # one pass per block after the warm-ups: min_run_time asks for less than one
+    assert [timed[i:i + 3] for i in range(0, 12, 3)] == [list("abc"), list("bca"), list("cab"), list("abc")]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(models={}), "at least one model"),
+    (dict(rounds=2), "rounds must be at least 3"),
+    (dict(min_run_time=0), "min_run_time must be positive"),
+])
+def test_latencies_refuse_bad_arguments(trained, bad, message):
+    arguments = dict(models={"dense": trained}, batch=torch.rand(2, 1, 28, 28)) | bad
+    with pytest.raises(ValueError, match=message):
+        pruning.latencies(**arguments)
 
 
 def test_mlp_stack_runs_each_network():
@@ -124,6 +156,7 @@ def test_mlp_stack_in_place_methods_change_the_stack_and_return_it():
 def test_stacked_training_equals_separate_training_under_torch_masks(digits):
     """Two masked networks trained as one stack end where each ends trained alone with
     Adam on the same batches, its mask applied by torch.nn.utils.prune."""
+    torch.manual_seed(0)  # the networks and masks: not whatever state the tests before left
     train = digits[0].subset(256, 0)
     nets = [nblib.mlp([784, 16, 10]) for _ in range(2)]
     layer_masks = [(torch.rand(784, 2, 16) > 0.5).float(), (torch.rand(16, 2, 10) > 0.3).float()]
