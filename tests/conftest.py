@@ -18,6 +18,18 @@ BOOK_FIXTURES = {"smoke_book", "lab_book", "built_book"}
 SLOW_FILES = ["test_runner.py", "test_failsafe.py", "test_dann.py", "test_pagecheck.py", "test_data.py"]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker's torch gets its share of the cores, as `nblib run --jobs`
+    gives each chapter (`runner`): at torch's default, two workers and the book's chapters beside
+    them ran more OpenMP threads than the machine has cores, and threads that wait for a
+    descheduled partner spin."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 def pytest_collection_modifyitems(items):
     """The smoke book's tests first, then the slowest files. pytest-xdist (pyproject's addopts:
     two workers, one test file at a time, in this order) then gives the book's file, which builds

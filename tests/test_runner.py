@@ -8,7 +8,7 @@ import subprocess
 import nbformat
 import pytest
 
-from nblib import cli, runner
+from nblib import cli, ledger, runner
 
 from .conftest import make_notebook
 
@@ -80,8 +80,8 @@ def test_timeout_kills_the_chapter_and_keeps_the_old_copy(root):
     chapters = root / "book" / "chapters"
     chapters.mkdir(parents=True)
     (chapters / "04_slow.ipynb").write_text("previous good copy")
-    result = runner.run_chapter(root / "notebooks" / "04_slow.ipynb", root, "smoke", timeout=15)
-    assert not result.ok and "timed out after 15 s" in result.error
+    result = runner.run_chapter(root / "notebooks" / "04_slow.ipynb", root, "smoke", timeout=6)
+    assert not result.ok and "timed out after 6 s" in result.error
     assert (chapters / "04_slow.ipynb").read_text() == "previous good copy"
     assert not list(chapters.glob(".*"))
 
@@ -206,19 +206,23 @@ def test_an_unchanged_chapter_is_not_run_again(root, capsys):
 
 
 @pytest.mark.published
-def test_a_chapter_runs_again_when_what_made_it_changed(root, monkeypatch):
-    def runs_again(profile="smoke"):
-        (result,) = runner.run(root, ["01"], profile, 300, False)
-        return result.ok and not result.unchanged
-
-    make_notebook(root / "notebooks" / "01_ok.ipynb", CLAIM_OK + "\n# edited")
-    assert runs_again()
-    assert runs_again("quick")
-    fingerprint = runner.environment_fingerprint()  # nblib's code, a package version, a data file: one fingerprint
-    monkeypatch.setattr(runner, "environment_fingerprint", lambda: fingerprint + "changed")
-    assert runs_again("quick")
+def test_a_chapter_runs_again_when_what_made_it_changed(root):
+    notebook = root / "notebooks" / "01_ok.ipynb"
+    make_notebook(notebook, CLAIM_OK + "\n# edited")
+    (result,) = runner.run(root, ["01"], "smoke", 300, False)
+    assert result.ok and not result.unchanged  # an edited notebook runs again
+    # the run published the key of the notebook, registry, profile, seed and environment it ran
+    # with; each part changed gives another key, so the next run executes the chapter again
+    environment = runner.environment_fingerprint()  # nblib's code, package versions, data files
+    key = runner.chapter_key(notebook, "smoke", environment)
+    assert (root / "results" / "01_ok.key").read_text().strip() == key
+    assert runner._unchanged(root, notebook, key)
+    for changed in (runner.chapter_key(notebook, "quick", environment),
+                    runner.chapter_key(notebook, "smoke", environment + "changed"),
+                    runner.chapter_key(notebook, "smoke", environment, seed=1)):
+        assert changed != key and not runner._unchanged(root, notebook, changed)
     (root / "results" / "01_ok.key").unlink()
-    assert runs_again("quick")
+    assert not runner._unchanged(root, notebook, key)
 
 
 def test_the_environment_fingerprint_follows_nblib_and_the_data(tmp_path, monkeypatch):
@@ -489,19 +493,20 @@ def test_a_full_run_is_kept_in_the_ledger_and_shown_beside_quick_until_the_chapt
     assert entry["chapter"] == "01_ok" and entry["profile"] == "full" and entry["device"] == "cpu"
     assert entry["claims"][0]["id"] == "ok/x" and entry["claims"][0]["passed"] and entry["seconds"] > 0
     assert {"commit", "date", "torch", "source", "registry"} <= entry.keys()
+
+    def recorded_again(previous: dict, seconds: float) -> dict:
+        """The entry after another full run with the published values, taking `seconds`."""
+        entry_file.write_text(json.dumps(previous))
+        ledger.record(root, "01_ok", "full", seconds)
+        return json.loads(entry_file.read_text())
+
+    again = recorded_again(entry | {"seconds": 600.0, "computed_seconds": 600.0}, 1.0)  # the same values, cached
+    assert again["seconds"] == 1.0 and again["computed_seconds"] == 600.0, "a re-run keeps what computing cost"
+    assert recorded_again(entry | {"claims": [], "computed_seconds": 600.0}, 1.0)["computed_seconds"] == 1.0
+    assert recorded_again(entry | {"computed_seconds": 0.1}, 1.0)["computed_seconds"] == 1.0  # not faster
+    entry = json.loads(entry_file.read_text())
     assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book's run: not recorded
     assert json.loads(entry_file.read_text()) == entry
-    entry_file.write_text(json.dumps(entry | {"seconds": 600.0, "computed_seconds": 600.0}))
-    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # the same values again
-    again = json.loads(entry_file.read_text())
-    assert again["seconds"] < 600 and again["computed_seconds"] == 600.0, "a re-run keeps what computing cost"
-    entry_file.write_text(json.dumps(entry | {"claims": [], "computed_seconds": 600.0}))
-    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # other values: this run's cost
-    assert json.loads(entry_file.read_text())["computed_seconds"] < 600
-    entry_file.write_text(json.dumps(entry | {"computed_seconds": 0.1}))
-    assert runner.run(root, ["01"], "full", 300, False, force=True)[0].ok  # computed again, not faster
-    assert json.loads(entry_file.read_text())["computed_seconds"] > 0.1
-    assert runner.run(root, ["01"], "quick", 300, False)[0].ok  # the book at quick again
     text, _, _ = runner.claims_page(root)
     assert "| claim (ours; the paper) | quick (target; null) | at full | holds |" in text
     assert "| 1 (holds) |" in text and "the chapter has not changed since" in text
