@@ -206,12 +206,12 @@ def latencies(models: Mapping[str, nn.Module], batch: torch.Tensor, min_run_time
     Each model gets `rounds` blocks of passes, about ``min_run_time / rounds`` seconds each
     (at least one pass), after a warm-up; round r starts at the r-th model, so none always
     runs first. Timed one after the other instead, a change in a neighbour's load between
-    two models moves their ratio. (`torch.utils.benchmark` times one statement at a time,
-    with warm-up passes before every block: the tests use it as the peer.)
+    two models moves their ratio (`torch.utils.benchmark`, the tests' peer, times one
+    statement at a time).
 
     Args: `models` name → network (each timed as a CPU copy, so the caller's stays where
-    and as it is); `batch` the input, images in channels-last order; `threads` CPU threads
-    (default torch's current setting); `rounds` ≥ 3.
+    and as it is); `batch` the input (images timed in channels-last order); `threads` CPU
+    threads (default torch's current setting); `rounds` ≥ 3.
     Returns: name → `Latency`, the median and interquartile range over its blocks."""
     if not models:
         raise ValueError("latencies needs at least one model to time")
