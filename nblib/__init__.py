@@ -3,7 +3,7 @@
 A chapter starts with ``cfg = nblib.setup(chapter, profile, seed)`` and ends with
 ``nblib.claim(...)``; everything in between that is not the point of the chapter lives in
 the topic modules: config, data, models, train, cache, claims, plots, prose, metrics,
-landscape, attacks, dann, depth, gan, pretrained, pruning, saliency, scratch, transfer (and
+landscape, attacks, dann, depth, gan, pretrained, pruning, saliency, scratch, style, transfer (and
 pagecheck, runner and ledger, for the book). Modules load on first use, so the ``nblib`` command starts without torch.
 """
 
@@ -15,8 +15,8 @@ from .config import PROFILES, interactive, pick_device, seed_everything
 __version__ = "0.1.0"
 
 _MODULES = {"attacks", "cache", "claims", "config", "dann", "data", "depth", "gan", "landscape", "ledger", "metrics",
-            "models", "pagecheck", "plots", "pretrained", "prose", "pruning", "runner", "saliency", "scratch", "train",
-            "transfer"}
+            "models", "pagecheck", "plots", "pretrained", "prose", "pruning", "runner", "saliency", "scratch", "style",
+            "train", "transfer"}
 _NAMES = {
     "fit_cached": "cache", "fit_together": "cache", "memo": "cache", "train_or_load": "cache", "claim": "claims",
     "TensorSet": "data", "load": "data", "ResNet": "models", "cnn": "models", "count_params": "models",
@@ -28,9 +28,9 @@ __all__ = ["PROFILES", "interactive", "pick_device", "seed_everything", "setup",
 
 def setup(chapter: str, profile: str = "quick", seed: int = 0, device: str | None = None) -> config.Setup:
     """`nblib.config.setup` (profile, device, seeds, one line printed), then the book's figure
-    style (`nblib.plots.book_style`): a chapter's first call."""
+    style (`nblib.style.book_style`): a chapter's first call."""
     run = config.setup(chapter, profile, seed, device)
-    importlib.import_module(".plots", __name__).book_style()
+    importlib.import_module(".style", __name__).book_style()
     return run
 
 

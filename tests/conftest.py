@@ -43,11 +43,27 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: each file's tests keep their order
 
 
+def _copy_prepared_data(user_cache: Path, cache: Path) -> None:
+    """Copies of the data sets that `make setup` prepared (``nblib data``: the tensors, and the
+    files taken out of wheels) into the tests' fresh cache, when the user's cache has them: the
+    smoke book's chapters and each worker would otherwise prepare them again (MNIST-M alone takes
+    ~10 s). Copies, not links, so that no test can alter the user's files; trained models are
+    not copied. The tests of preparing data sets use caches of their own, empty."""
+    for folder in ("data", "raw"):
+        if (user_cache / folder).is_dir() and user_cache.resolve() != cache.resolve():
+            shutil.copytree(user_cache / folder, cache / folder, dirs_exist_ok=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory):
-    """Tests never touch the user's cache or the book's results: a fresh folder per session."""
+    """Tests never touch the user's cache or the book's results: a fresh folder per session
+    (with copies of the prepared data sets)."""
+    from nblib import config
+
     base = tmp_path_factory.mktemp("nblib")
+    user_cache = config.cache_dir(create=False)
     os.environ["NBLIB_CACHE"] = str(base / "cache")
+    _copy_prepared_data(user_cache, config.cache_dir())  # made and marked as nblib's first
     os.environ["NBLIB_ROOT"] = str(base)  # claims recorded by hand land in base/results/interactive
     os.environ.pop("NBLIB_RESULTS", None)
     os.environ.pop("NBLIB_CLAIMS_DIR", None)
@@ -109,6 +125,30 @@ def make_notebook(path: Path, *sources: str) -> Path:
             if not (path.parent.parent / name).exists():
                 (path.parent.parent / name).write_text(text)
     return path
+
+
+def small_book_fixtures(make_book):
+    """The `root` fixture of a module that tests the runner on a small book made by
+    `make_book(folder)`: a fresh book per test, or, for a test marked `published`, a copy of
+    it after ``nblib run 01`` at smoke ran once for the module (a kernel's start, ~3 s, saved
+    per test). Returns (the module-scoped fixture, `root`); bind both in the module."""
+
+    @pytest.fixture(scope="module")
+    def _published_once(tmp_path_factory):
+        from nblib import runner
+
+        book = make_book(tmp_path_factory.mktemp("published"))
+        assert runner.run(book, ["01"], "smoke", 300, False)[0].ok
+        return book
+
+    @pytest.fixture
+    def root(tmp_path, request):
+        if request.node.get_closest_marker("published"):
+            shutil.copytree(request.getfixturevalue("_published_once"), tmp_path, dirs_exist_ok=True)
+            return tmp_path
+        return make_book(tmp_path)
+
+    return _published_once, root
 
 
 def book_copy(dest: Path) -> Path:

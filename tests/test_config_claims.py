@@ -125,6 +125,14 @@ def test_a_registered_claim_is_judged_by_its_rule_over_seeds(registered):
     assert (high - low) / 2 == pytest.approx(4.303 * np.std([0.12, 0.30, 0.09], ddof=1) / 3**0.5, rel=1e-3)
 
 
+@pytest.mark.parametrize("values", [[0.1, 0.3], [0.12, 0.30, 0.09], [1.0, 2.0, 4.0, 8.0, 16.0]])
+def test_the_interval_is_scipy_stats_t_interval(values):
+    from scipy import stats  # the peer
+
+    expected = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert claims.verdict(values, ">", 0.0, "every")[1] == pytest.approx(expected, rel=1e-12)
+
+
 def test_the_median_rule_lets_one_failed_run_of_three_through():
     assert claims.verdict([0.9, 0.1, 0.8], ">=", 0.5, "median")[0]
     assert not claims.verdict([0.9, 0.1, 0.2], ">=", 0.5, "median")[0]

@@ -13,18 +13,20 @@ import pytest
 
 from nblib import cli, config, runner
 
-from .conftest import make_notebook, needs_chromium
+from .conftest import make_notebook, needs_chromium, small_book_fixtures
 
 SLEEPER = ('import os, time, nblib\nnblib.setup("03_sleep", profile, seed)\n'
            'open(os.environ["PIDFILE"], "w").write(str(os.getpid()))\ntime.sleep(600)')
 CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5);'
 
 
-@pytest.fixture
-def root(tmp_path):
-    make_notebook(tmp_path / "notebooks" / "01_ok.ipynb", CLAIM_OK)
-    make_notebook(tmp_path / "notebooks" / "03_sleep.ipynb", SLEEPER)
-    return tmp_path
+def _book(path):
+    make_notebook(path / "notebooks" / "01_ok.ipynb", CLAIM_OK)
+    make_notebook(path / "notebooks" / "03_sleep.ipynb", SLEEPER)
+    return path
+
+
+_published_once, root = small_book_fixtures(_book)
 
 
 def _nblib(root, *args, env=None, **kwargs):
@@ -71,8 +73,8 @@ def test_a_signal_ends_the_whole_tree_and_keeps_the_last_good_outputs(root, tmp_
     assert not list(chapters.glob(".*")) and not list((root / "results" / ".staging").glob("*"))
 
 
+@pytest.mark.published
 def test_a_second_run_refuses_while_one_is_running(root, tmp_path):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     published = (root / "results" / "01_ok.json").read_text()
     pidfile = tmp_path / "kernel.pid"
     first = _nblib(root, "run", "03", "--profile", "smoke", env={**os.environ, "PIDFILE": str(pidfile)})
@@ -239,8 +241,8 @@ def test_the_next_run_stops_processes_a_killed_run_recorded(root, capsys):
         orphan.wait()
 
 
+@pytest.mark.published
 def test_clean_keeps_files_of_the_results_folder_that_nblib_did_not_write(root):
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     (root / "results" / "survey.json").write_text('{"answers": 12}')
     assert cli.main(["--root", str(root), "clean"]) == 0
     assert (root / "results" / "survey.json").read_text() == '{"answers": 12}'
@@ -299,10 +301,10 @@ def _cmdline(process) -> list[str]:
 
 
 @needs_chromium
+@pytest.mark.published
 def test_sigterm_during_the_page_check_ends_chromium_and_removes_its_profile(root, tmp_path):
     import tempfile
 
-    assert runner.run(root, ["01"], "smoke", 300, False)[0].ok
     (root / "book" / "chapters" / "03_sleep.ipynb").write_text("{}")  # the sleeper, as if executed
     book = subprocess.Popen([sys.executable, "-c", BOOK_WITH_A_SLOW_PAGE_CHECK, str(root)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

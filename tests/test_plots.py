@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend)
 
-from nblib import plots  # noqa: E402
+from nblib import plots, style  # noqa: E402
 
 
 def test_image_rows_draws_a_signed_row_on_one_scale_with_its_colour_bar(fashion):
@@ -42,13 +42,16 @@ def test_clipped_map_scales_to_its_quantile_and_keeps_the_shape(fashion):
     assert plots.clipped_map(torch.zeros(3, 3)).eq(0).all(), "an all-zero map stays zero, not NaN"
 
 
-def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn():
+def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn_or_pyplot():
     import subprocess
     import sys
 
-    probe = "import sys, nblib; nblib.setup('x', 'smoke', 0, 'cpu'); print('seaborn' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True).stdout.splitlines()[-1] == "False"
+    probe = ("import sys, nblib; nblib.setup('x', 'smoke', 0, 'cpu'); "
+             "print('seaborn' in sys.modules, 'matplotlib.pyplot' in sys.modules); "
+             "import matplotlib.pyplot as plt; print(plt.rcParams['axes.edgecolor'])")
+    printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    assert printed[-2:] == ["False False", ".8"], "pyplot, imported after, keeps the style"
     import seaborn as sns  # the peer
 
     with matplotlib.rc_context():
@@ -57,7 +60,7 @@ def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn():
         theirs = dict(matplotlib.rcParams)
     with matplotlib.rc_context():
         matplotlib.rcdefaults()
-        plots.book_style()
+        style.book_style()
         ours = dict(matplotlib.rcParams)
     for rc in (theirs, ours):  # seaborn's colours are RGB tuples, ours hex strings
         rc["axes.prop_cycle"] = [matplotlib.colors.to_hex(c) for c in rc["axes.prop_cycle"].by_key()["color"]]

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 
 import nbformat
@@ -10,7 +9,7 @@ import pytest
 
 from nblib import cli, ledger, runner
 
-from .conftest import make_notebook
+from .conftest import make_notebook, small_book_fixtures
 
 CLAIM_OK = 'import nblib\nnblib.setup("01_ok", profile, seed)\nnblib.claim("ok/x", 1.0, ">", 0.5);'
 
@@ -21,22 +20,7 @@ def _book(path):
     return path
 
 
-@pytest.fixture(scope="module")
-def _published_once(tmp_path_factory):
-    """The two-chapter book of `root` after `nblib run 01` at smoke, run once for the module."""
-    book = _book(tmp_path_factory.mktemp("published"))
-    assert runner.run(book, ["01"], "smoke", 300, False)[0].ok
-    return book
-
-
-@pytest.fixture
-def root(tmp_path, request):
-    """A book of two chapters, 01_ok and 02_bad; for a test marked `published`, a copy of it
-    after 01_ok ran once at smoke (a kernel's start, 4 s, saved per test)."""
-    if request.node.get_closest_marker("published"):
-        shutil.copytree(request.getfixturevalue("_published_once"), tmp_path, dirs_exist_ok=True)
-        return tmp_path
-    return _book(tmp_path)
+_published_once, root = small_book_fixtures(_book)
 
 
 def test_unknown_chapter_lists_valid_ones(root, capsys):
@@ -102,8 +86,8 @@ def test_book_refuses_unexecuted_chapters(root):
         runner.build_book(root)
 
 
+@pytest.mark.published
 def test_claims_page(root):
-    runner.run(root, ["01"], "smoke", 300, False)
     text, total, passed = runner.claims_page(root)
     assert (total, passed) == (1, 1) and "`ok/x`" in text and "Measured at profile smoke on cpu" in text
 
@@ -134,9 +118,9 @@ def test_build_report_lists_seconds_claims_and_changes(root, tmp_path, monkeypat
     assert float(row.split()[2]) > 0  # the chapter's seconds
 
 
+@pytest.mark.published
 def test_build_report_survives_damaged_records(root, tmp_path, monkeypatch):
     monkeypatch.setenv("NBLIB_CACHE", str(tmp_path / "cache"))
-    runner.run(root, ["01"], "smoke", 300, False)
     (root / "results" / runner.TIMINGS).write_text("{not json")
     from nblib import config
     (config.cache_dir() / runner.LAST_BUILD).write_text("[1, 2]")
