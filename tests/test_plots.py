@@ -42,16 +42,16 @@ def test_clipped_map_scales_to_its_quantile_and_keeps_the_shape(fashion):
     assert plots.clipped_map(torch.zeros(3, 3)).eq(0).all(), "an all-zero map stays zero, not NaN"
 
 
-def test_book_style_is_seaborns_whitegrid_theme_without_importing_seaborn_or_pyplot():
+def test_book_style_is_seaborns_whitegrid_theme_and_a_chapters_start_imports_no_plotting():
     import subprocess
     import sys
 
-    probe = ("import sys, nblib; nblib.setup('x', 'smoke', 0, 'cpu'); "
-             "print('seaborn' in sys.modules, 'matplotlib.pyplot' in sys.modules); "
+    probe = ("import sys, nblib; nblib.setup('x', 'smoke', 0, 'cpu'); nblib.claim('x/y', [1.0, 2.0], '>', 0.5); "
+             "print(*(name in sys.modules for name in ('seaborn', 'matplotlib.pyplot', 'scipy.stats'))); "
              "import matplotlib.pyplot as plt; print(plt.rcParams['axes.edgecolor'])")
     printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              check=True).stdout.splitlines()
-    assert printed[-2:] == ["False False", ".8"], "pyplot, imported after, keeps the style"
+    assert printed[-2:] == ["False False False", ".8"], "a kernel that draws nothing pays for none of them"
     import seaborn as sns  # the peer
 
     with matplotlib.rc_context():
