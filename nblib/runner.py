@@ -266,7 +266,8 @@ def environment_fingerprint() -> str:
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
         h.update(f"{path.relative_to(package)}\n".encode() + path.read_bytes())
-    versions = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"])
+    metadatas = (d.metadata for d in metadata.distributions())  # parsed anew at each access of .metadata
+    versions = sorted(f"{m['Name']}=={m['Version']}" for m in metadatas if m["Name"])
     h.update("\n".join(versions).encode())
     folders = [config.data_dir(), config.DEBIAN_DATASETS / "fashion-mnist", config.cache_dir(create=False) / "raw"]
     for folder in filter(None, folders):
