@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# pynndescent (umap's) compiles ~40 numba functions at its first import and caches them
+	# beside its code: 15 s once, here, not in the first chapter or test that draws a UMAP
+	$(BIN)/python -c "import umap"
 	touch $(STAMP)
 
 data: $(STAMP)
